@@ -1,0 +1,1 @@
+"""Data preparation: raw HDTF / MEAD / augmented / synthetic clips to WebDataset shards (``pctalk-data``)."""

@@ -1,0 +1,18 @@
+"""The ``pctalk-data`` command (``python -m data_prep``)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from pctalk.commands import Verb, dispatch
+
+__all__ = ["VERBS", "main"]
+
+#: The verbs of ``pctalk-data``; each data preparation stage registers here.
+VERBS: dict[str, Verb] = {}
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    """Run ``pctalk-data`` with ``args`` (default: ``sys.argv[1:]``); returns the exit status."""
+    return dispatch("pctalk-data", VERBS, list(sys.argv[1:] if args is None else args))

@@ -1,0 +1,83 @@
+"""Wav2Lip's convolution block and the two conv stacks built from it (audio and lower-half face).
+
+Parameter names follow Wav2Lip (``N.conv_block.0`` = conv, ``N.conv_block.1`` = batch norm) so its checkpoints and
+SyncTalk's audio-visual encoder load unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["Conv2dBlock", "audio_stack", "face_stack"]
+
+
+class Conv2dBlock(nn.Module):
+    """Conv -> BatchNorm (-> + input when ``residual``) -> ReLU."""
+
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int],
+        padding: int,
+        residual: bool = False,
+    ) -> None:
+        super().__init__()
+        self.conv_block = nn.Sequential(nn.Conv2d(cin, cout, kernel_size, stride, padding), nn.BatchNorm2d(cout))
+        self.act = nn.ReLU()
+        self.residual = residual
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv_block(x)
+        if self.residual:
+            out = out + x
+        return self.act(out)
+
+
+def _res(c: int) -> Conv2dBlock:
+    return Conv2dBlock(c, c, kernel_size=3, stride=1, padding=1, residual=True)
+
+
+def audio_stack() -> nn.Sequential:
+    """Mel window ``(B, 1, 80, 16)`` -> ``(B, 512, 1, 1)``: Wav2Lip's audio encoder."""
+    return nn.Sequential(
+        Conv2dBlock(1, 32, kernel_size=3, stride=1, padding=1),
+        _res(32),
+        _res(32),
+        Conv2dBlock(32, 64, kernel_size=3, stride=(3, 1), padding=1),
+        _res(64),
+        _res(64),
+        Conv2dBlock(64, 128, kernel_size=3, stride=3, padding=1),
+        _res(128),
+        _res(128),
+        Conv2dBlock(128, 256, kernel_size=3, stride=(3, 2), padding=1),
+        _res(256),
+        _res(256),
+        Conv2dBlock(256, 512, kernel_size=3, stride=1, padding=0),
+        Conv2dBlock(512, 512, kernel_size=1, stride=1, padding=0),
+    )
+
+
+def face_stack() -> nn.Sequential:
+    """Five stacked lower-half faces ``(B, 15, 48, 96)`` -> ``(B, 512, 1, 1)``: the colour SyncNet's face encoder."""
+    return nn.Sequential(
+        Conv2dBlock(15, 32, kernel_size=(7, 7), stride=1, padding=3),
+        Conv2dBlock(32, 64, kernel_size=5, stride=(1, 2), padding=1),
+        _res(64),
+        _res(64),
+        Conv2dBlock(64, 128, kernel_size=3, stride=2, padding=1),
+        _res(128),
+        _res(128),
+        _res(128),
+        Conv2dBlock(128, 256, kernel_size=3, stride=2, padding=1),
+        _res(256),
+        _res(256),
+        Conv2dBlock(256, 512, kernel_size=3, stride=2, padding=1),
+        _res(512),
+        _res(512),
+        Conv2dBlock(512, 512, kernel_size=3, stride=2, padding=1),
+        Conv2dBlock(512, 512, kernel_size=3, stride=1, padding=0),
+        Conv2dBlock(512, 512, kernel_size=1, stride=1, padding=0),
+    )

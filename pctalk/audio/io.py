@@ -1,0 +1,110 @@
+"""Reading audio: any container PyAV or soundfile understands, as 16 kHz mono float32."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchaudio.functional as AF
+
+__all__ = ["AudioLoadError", "SilentAudioError", "ensure_audible", "load_audio", "resample"]
+
+#: Extensions soundfile reads exactly and fast; everything else goes through PyAV (FFmpeg).
+_SOUNDFILE_EXTS = {".wav", ".flac", ".ogg"}
+
+
+class AudioLoadError(ValueError):
+    """An audio file cannot be read, has no audio stream, or its stream is empty."""
+
+
+class SilentAudioError(ValueError):
+    """The audio holds no audible signal."""
+
+
+def resample(wav: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Tensor:
+    """Resample ``wav (..., N)`` with ``torchaudio.functional.resample`` (identity when the rates match)."""
+    if orig_rate == new_rate:
+        return wav
+    return AF.resample(wav, orig_rate, new_rate)
+
+
+def _read_soundfile(path: Path) -> tuple[np.ndarray, int]:
+    import soundfile
+
+    data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)  # (N, C)
+    return data.T, rate
+
+
+def _read_av(path: Path) -> tuple[np.ndarray, int]:
+    import av
+
+    with av.open(str(path)) as container:
+        stream = next((s for s in container.streams if s.type == "audio"), None)
+        if stream is None:
+            raise AudioLoadError(
+                f"{path} has no audio stream (streams: {[s.type for s in container.streams] or 'none'}); "
+                f"give a file that contains speech, or pass the audio separately."
+            )
+        to_planar_float = av.AudioResampler(format="fltp")
+        chunks: list[np.ndarray] = []
+        rate = stream.rate or stream.codec_context.sample_rate
+        for frame in container.decode(stream):
+            rate = frame.sample_rate
+            for out in to_planar_float.resample(frame):
+                chunks.append(out.to_ndarray())  # (C, n)
+        for out in to_planar_float.resample(None):
+            chunks.append(out.to_ndarray())
+    if not chunks:
+        return np.zeros((1, 0), np.float32), rate
+    return np.concatenate(chunks, axis=1), rate
+
+
+def load_audio(path: str | os.PathLike[str], sample_rate: int = 16000) -> torch.Tensor:
+    """Read the audio of ``path`` (wav, flac, mp3, m4a, or the audio track of mp4/mov) as mono float32 in [-1, 1].
+
+    Channels are averaged; the signal is resampled to ``sample_rate`` with ``torchaudio.functional.resample``.
+
+    Returns:
+        ``(N,)`` float32 tensor.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        AudioLoadError: the file is unreadable, has no audio stream, or its audio stream is empty.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"audio file not found: {path}")
+    try:
+        if path.suffix.lower() in _SOUNDFILE_EXTS:
+            try:
+                data, rate = _read_soundfile(path)
+            except RuntimeError:  # not a format libsndfile knows after all: let FFmpeg try
+                data, rate = _read_av(path)
+        else:
+            data, rate = _read_av(path)
+    except AudioLoadError:
+        raise
+    except Exception as err:  # PyAV / libsndfile errors for corrupt or unsupported files
+        raise AudioLoadError(
+            f"cannot read audio from {path}: {err}. The file may be corrupt or not a media file; "
+            f"re-export it (e.g. as 16 kHz mono wav)."
+        ) from err
+    if data.shape[-1] == 0:
+        raise AudioLoadError(f"the audio stream of {path} is empty (0 samples); give a file with speech in it.")
+    wav = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32)).mean(0)
+    return resample(wav, int(rate), sample_rate).clamp_(-1.0, 1.0).contiguous()
+
+
+def ensure_audible(wav: torch.Tensor, source: str | os.PathLike[str], threshold_dbfs: float = -60.0) -> torch.Tensor:
+    """Return ``wav`` unchanged, or raise :class:`SilentAudioError` naming ``source`` if its peak is below
+    ``threshold_dbfs`` (silence, or a track that was muted)."""
+    peak = float(wav.abs().max()) if wav.numel() else 0.0
+    peak_db = 20.0 * np.log10(max(peak, 1e-10))
+    if peak_db < threshold_dbfs:
+        raise SilentAudioError(
+            f"{source} is silent (peak {peak_db:.1f} dBFS, below {threshold_dbfs:.0f} dBFS); "
+            f"a talking face needs speech: check the file, its volume, or the audio track chosen."
+        )
+    return wav

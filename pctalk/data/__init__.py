@@ -1,0 +1,5 @@
+"""Data loading: the shard schema, the WebDataset pipeline and the data modules."""
+
+from pctalk.data.base import BaseDataModule
+
+__all__ = ["BaseDataModule"]

@@ -1,0 +1,90 @@
+"""Shared test fixtures: offline environment, temporary log dirs, CLI subprocesses and 2-process CPU DDP runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+CONF = TESTS / "conf"
+
+#: Trainer options that turn any ``fit`` into a 2-process CPU DDP run over gloo.
+DDP_ARGS = ("--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp")
+
+
+def offline_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for pctalk subprocesses: offline, no wandb, test helpers importable, one thread each."""
+    env = dict(os.environ)
+    env.update(
+        WANDB_MODE="disabled",
+        HF_HUB_OFFLINE="1",
+        PYTHONUNBUFFERED="1",
+        OMP_NUM_THREADS="1",
+        PYTHONPATH=os.pathsep.join([str(TESTS), str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+    )
+    env.update(extra or {})
+    return env
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture
+def seeded() -> int:
+    """Seed torch's global generator; tests that build random-weight networks use it."""
+    torch.manual_seed(0)
+    return 0
+
+
+@pytest.fixture
+def log_dir(tmp_path: Path) -> Path:
+    """A temporary ``default_root_dir`` for trainer runs."""
+    path = tmp_path / "logs"
+    path.mkdir()
+    return path
+
+
+RunCli = Callable[..., subprocess.CompletedProcess]
+
+
+@pytest.fixture
+def run_cli(tmp_path: Path) -> RunCli:
+    """Run ``python -m MODULE ARGS`` in a subprocess (as a user would) and fail the test, with its output, on error."""
+
+    def run(
+        args: Sequence[str],
+        module: str = "pctalk",
+        timeout: float = 300,
+        check: bool = True,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", module, *map(str, args)]
+        proc = subprocess.run(cmd, cwd=tmp_path, env=offline_env(env), capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            pytest.fail(
+                f"{' '.join(cmd)} exited {proc.returncode}\n--- stdout ---\n{proc.stdout[-6000:]}"
+                f"\n--- stderr ---\n{proc.stderr[-6000:]}"
+            )
+        return proc
+
+    return run
+
+
+@pytest.fixture
+def ddp_fit(run_cli: RunCli, log_dir: Path) -> Callable[..., subprocess.CompletedProcess]:
+    """``pctalk fit ARGS`` as a 2-process CPU DDP run (gloo) writing into ``log_dir``."""
+
+    def fit(args: Sequence[str], timeout: float = 600) -> subprocess.CompletedProcess:
+        return run_cli(["fit", *args, *DDP_ARGS, f"--trainer.default_root_dir={log_dir}"], timeout=timeout)
+
+    return fit
