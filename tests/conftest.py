@@ -88,3 +88,26 @@ def ddp_fit(run_cli: RunCli, log_dir: Path) -> Callable[..., subprocess.Complete
         return run_cli(["fit", *args, *DDP_ARGS, f"--trainer.default_root_dir={log_dir}"], timeout=timeout)
 
     return fit
+
+
+@pytest.fixture
+def tiny_liveportrait(seeded: int):
+    """A frozen LivePortrait at tiny sizes with seeded random weights (64x64 crops render at 128x128)."""
+    from random_weights import seeded_state_dict
+
+    from pctalk.keypoints.config import LivePortraitConfig
+    from pctalk.keypoints.liveportrait import LivePortrait
+
+    model = LivePortrait(LivePortraitConfig.tiny())
+    model.load_state_dict(seeded_state_dict(model.state_dict(), 7))
+    return model
+
+
+@pytest.fixture
+def liveportrait_weights(tmp_path: Path, tiny_liveportrait) -> Path:
+    """The tiny model saved in LivePortrait's public checkpoint layout; returns the weights root."""
+    from pctalk.keypoints.liveportrait import save_liveportrait
+
+    root = tmp_path / "pretrained_weights"
+    save_liveportrait(tiny_liveportrait, root)
+    return root
