@@ -47,7 +47,9 @@ def _function_parser(fn: Callable[..., Any], prog: str) -> ArgumentParser:
     parser.add_argument("--config", action=ActionConfigFile, help="a YAML file with these options")
     params = inspect.signature(fn).parameters
     bools = {n for n, p in params.items() if p.annotation in (bool, "bool")}
-    parser.add_function_arguments(fn, as_group=False, skip=bools)
+    # A function marked ``fn.positional = True`` takes its required parameters as positional arguments.
+    parser.add_function_arguments(fn, as_group=False, skip=bools, as_positional=getattr(fn, "positional", False))
+    _add_dash_aliases(parser)
     helps = _param_help(fn)
     for name in bools:
         default = params[name].default
@@ -61,6 +63,16 @@ def _function_parser(fn: Callable[..., Any], prog: str) -> ArgumentParser:
             help=f"{helps.get(name, '')} (--{flag} / --no-{flag}; default: {default})",
         )
     return parser
+
+
+def _add_dash_aliases(parser: ArgumentParser) -> None:
+    """Accept ``--split-file`` as well as ``--split_file`` (shell users expect dashes)."""
+    for action in list(parser._actions):
+        for option in list(action.option_strings):
+            alias = option[:2] + option[2:].replace("_", "-")
+            if option.startswith("--") and alias != option and alias not in parser._option_string_actions:
+                action.option_strings.append(alias)
+                parser._option_string_actions[alias] = action
 
 
 def _build(commands: Commands, prog: str) -> ArgumentParser:
@@ -88,8 +100,33 @@ def run_commands(commands: Commands, args: Sequence[str], prog: str) -> int:
     cfg = parser.parse_args(list(args))
     cfg = parser.instantiate(cfg).as_dict()
     cfg.pop("config", None)
-    result = _call(commands, cfg)
+    try:
+        result = _call(commands, cfg)
+    except _user_errors() as err:  # bad input or missing files: the message says what to do; no traceback
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
     return result if isinstance(result, int) else 0
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that report a problem with the user's input or files rather than a bug."""
+    from pctalk.weights import CheckpointKeyError, MissingWeightsError, UnsafeCheckpointError
+
+    errors: list[type[BaseException]] = [
+        FileNotFoundError,
+        MissingWeightsError,
+        CheckpointKeyError,
+        UnsafeCheckpointError,
+    ]
+    try:
+        from pctalk.audio.io import AudioLoadError, SilentAudioError
+        from pctalk.data.schema import SchemaError
+        from pctalk.keypoints.crop import FaceNotFoundError
+
+        errors += [AudioLoadError, SilentAudioError, SchemaError, FaceNotFoundError]
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(errors)
 
 
 def usage(prog: str, sections: Mapping[str, Mapping[str, str]]) -> str:

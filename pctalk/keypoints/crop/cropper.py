@@ -15,6 +15,7 @@ Backends:
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,8 +147,13 @@ class FaceCropper:
         return _make_crop(image, m, landmarks)
 
     # -- videos ---------------------------------------------------------------------------------------------------
-    def crop_video(self, frames: list[np.ndarray] | np.ndarray, smoothing: float = 0.6) -> list[Crop]:
-        """Crops of one tracked face through ``frames`` (each ``(H, W, 3)`` uint8 RGB).
+    def crop_video(self, frames: Iterable[np.ndarray], smoothing: float = 0.6) -> list[Crop]:
+        """Crops of one tracked face through ``frames``; see :meth:`track`."""
+        return list(self.track(frames, smoothing))
+
+    def track(self, frames: Iterable[np.ndarray], smoothing: float = 0.6) -> Iterator[Crop]:
+        """Crops of one tracked face through ``frames`` (each ``(H, W, 3)`` uint8 RGB), one per frame, as they come
+        (so chunks of a long video can be fed in turn).
 
         Args:
             smoothing: OpenCV backend only: weight of the previous box in the running average (0 = none).
@@ -155,7 +161,6 @@ class FaceCropper:
         Raises:
             FaceNotFoundError: no face in the first frame (the message gives the frame).
         """
-        crops: list[Crop] = []
         previous: np.ndarray | None = None
         for i, frame in enumerate(frames):
             _check_image(frame)
@@ -172,17 +177,16 @@ class FaceCropper:
                         if best is not None and _iou(best, previous) > 0.3:
                             box = smoothing * previous + (1 - smoothing) * best
                     previous = box
-                    crops.append(_make_crop(frame, self._box_transform(box), None))
+                    crop = _make_crop(frame, self._box_transform(box), None)
                 else:
-                    if previous is None:
-                        landmarks = self._detect_landmarks(frame)
-                    else:
-                        landmarks = self.landmark203.run(frame, previous)  # track from the last frame
-                    previous = landmarks
-                    crops.append(self._landmark_crop(frame, landmarks))
+                    landmarks = (
+                        self._detect_landmarks(frame) if previous is None else self.landmark203.run(frame, previous)
+                    )
+                    previous = landmarks  # track from the last frame
+                    crop = self._landmark_crop(frame, landmarks)
             except FaceNotFoundError as err:
                 raise FaceNotFoundError(f"frame {i}: {err}") from None
-        return crops
+            yield crop
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:

@@ -1,0 +1,99 @@
+"""Tiny raw "datasets" made on the fly: talking videos of the astronaut photo whose mouth opens with real eSpeak
+speech, written with PyAV in HDTF, MEAD and plain-folder layouts, plus the broken files data preparation must
+survive."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from skimage import data
+
+from pctalk.audio.loudness import frame_loudness
+from pctalk.audio.mel import num_frames
+from pctalk.audio.tts import synthesize
+from pctalk.media import write_audio, write_video
+
+SENTENCES = (
+    "The duck ate too many bees before lunch.",
+    "Then it flew away over the quiet lake.",
+    "Children counted clouds and laughed at the wind.",
+    "Nobody expected the boat to float so well.",
+)
+
+
+@lru_cache(maxsize=16)
+def speech(text: str) -> torch.Tensor:
+    return synthesize(text).wav
+
+
+@lru_cache(maxsize=4)
+def _face(size: int) -> np.ndarray:
+    return cv2.resize(data.astronaut(), (size, size), interpolation=cv2.INTER_AREA)
+
+
+def talking_frames(wav: torch.Tensor, n: int, size: int = 320, fps: int = 25) -> np.ndarray:
+    """``(n, size, size, 3)`` uint8: the astronaut with a mouth that opens with the loudness of ``wav``."""
+    loud = frame_loudness(wav, max(1, num_frames(len(wav)))) if len(wav) else torch.full((1,), -100.0)
+    opening = ((loud + 60) / 60).clamp(0, 1).numpy()  # at 25 fps; frame i of the video is at time i / fps
+    base = _face(size)
+    frames = np.repeat(base[None], n, axis=0)
+    cx, cy = int(0.436 * size), int(0.315 * size)  # the astronaut's mouth
+    for i in range(n):
+        o = opening[min(int(i / fps * 25), len(opening) - 1)]
+        cv2.ellipse(frames[i], (cx, cy), (int(0.03 * size), max(1, int(0.02 * size * o))), 0, 0, 360, (40, 10, 10), -1)
+    return frames
+
+
+def talking_video(
+    path: Path,
+    text: str = SENTENCES[0],
+    fps: int = 25,
+    audio: bool = True,
+    audio_seconds: float | None = None,
+    silent: bool = False,
+    blank: bool = False,
+) -> Path:
+    """An mp4 of the astronaut speaking ``text`` (``fps`` frames per second), with the speech muxed in.
+
+    Args:
+        audio: mux an audio track at all.
+        audio_seconds: cut the audio to this length (the video keeps the speech's length).
+        silent: replace the speech by digital silence.
+        blank: grey frames with no face.
+    """
+    wav = speech(text)
+    n = int(len(wav) / 16000 * fps)
+    frames = talking_frames(wav, n, fps=fps)
+    if blank:
+        frames[:] = 128
+    track = torch.zeros_like(wav) if silent else wav
+    if audio_seconds is not None:
+        track = track[: int(audio_seconds * 16000)]
+    return write_video(path, frames, fps=fps, audio=track if audio else None)
+
+
+def hdtf_dataset(root: Path, identities: dict[str, int]) -> Path:
+    """``root/<identity>_<NNN>.mp4`` clips, ``identities[id]`` of them each."""
+    k = 0
+    for identity, count in identities.items():
+        for i in range(count):
+            talking_video(root / f"{identity}_{i:03d}.mp4", SENTENCES[k % len(SENTENCES)])
+            k += 1
+    return root
+
+
+def mead_dataset(root: Path, identities: tuple[str, ...], emotions: tuple[str, ...] = ("neutral", "happy")) -> Path:
+    """MEAD's layout: video in ``<id>/video/front/<emotion>/level_<n>``, m4a audio in ``<id>/audio/...``."""
+    k = 0
+    for identity in identities:
+        for emotion in emotions:
+            level = 1 if emotion == "neutral" else 3
+            text = SENTENCES[k % len(SENTENCES)]
+            k += 1
+            talking_video(root / identity / "video/front" / emotion / f"level_{level}" / "001.mp4", text, audio=False)
+            write_audio(root / identity / "audio" / emotion / f"level_{level}" / "001.m4a", speech(text))
+    return root

@@ -1,0 +1,190 @@
+"""``pctalk-data build`` on tiny raw datasets made on the fly, read back through the shard schema."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import webdataset as wds
+from raw_media import SENTENCES, hdtf_dataset, mead_dataset, speech, talking_video
+
+from conftest import offline_env
+from data_prep.build import BuildModels, build, job_slice
+from data_prep.writer import read_manifests
+from pctalk.data.schema import SCHEMA_VERSION, SchemaError, decode_sample, encode_sample
+from pctalk.keypoints.crop import FaceCropper
+
+
+@pytest.fixture
+def models(tiny_liveportrait) -> BuildModels:
+    return BuildModels(tiny_liveportrait, FaceCropper("opencv"), batch_size=16)
+
+
+def read_shards(out: Path, split: str | None = None) -> list:
+    names = sorted(p.name for p in out.glob("*.tar") if split is None or p.name.startswith(f"{split}-"))
+    if not names:
+        return []
+    urls = [str(out / n) for n in names]
+    return [decode_sample(s) for s in wds.WebDataset(urls, shardshuffle=False, empty_check=False)]
+
+
+def test_hdtf_build_round_trip(tmp_path: Path, models: BuildModels) -> None:
+    root = hdtf_dataset(tmp_path / "raw", {"WDA_Alice": 2, "RD_Bob": 1, "WRA_Carol": 1})
+    split_file = tmp_path / "splits.txt"
+    split_file.write_text("WDA_Alice train\nRD_Bob val\nWRA_Carol test\n")
+    out = tmp_path / "shards"
+    status = build("hdtf", root, out, models, split_file=split_file, min_frames=20, test_seconds=1.0, progress=False)
+    assert status == 0
+    clips = read_shards(out)
+    by_split = {s: sorted(c.key for c in clips if c.meta.split == s) for s in ("train", "val", "test")}
+    assert by_split["train"] == ["hdtf/WDA_Alice/000", "hdtf/WDA_Alice/001"]
+    assert by_split["val"] == ["hdtf/RD_Bob/000"]
+    assert by_split["test"] and all(k.startswith("hdtf/WRA_Carol/000_s") for k in by_split["test"])  # 1 s pieces
+    for clip in clips:
+        n = clip.meta.n_frames
+        assert clip.motion.exp.shape == (n, 21, 3) and clip.motion.scale.shape == (n, 1)
+        assert clip.audio.shape == (n * 640,) and clip.mel.shape == (80, n * 640 // 200 + 1)
+        assert clip.ref.shape == (256, 256, 3) and clip.meta.schema_version == SCHEMA_VERSION
+        assert np.isfinite(clip.motion.exp).all()
+    assert all(c.meta.n_frames == 25 for c in clips if c.meta.split == "test")
+    alice = [c for c in clips if c.meta.identity == "WDA_Alice"]
+    assert alice[0].meta.n_frames == len(speech(SENTENCES[0])) * 25 // 16000
+    assert len({c.meta.style_id for c in clips}) == 3  # one speaking style per identity
+    sizes = json.loads((out / "sizes.json").read_text())
+    assert sum(sizes.values()) == len(clips)
+    listed = {s: (out / f"{s}.txt").read_text().split() for s in ("train", "val", "test")}
+    assert sorted(name for names in listed.values() for name in names) == sorted(sizes)
+    assert json.loads((out / "splits.json").read_text())["hdtf"] == {
+        "RD_Bob": "val",
+        "WDA_Alice": "train",
+        "WRA_Carol": "test",
+    }
+    assert not list(out.glob("*.tmp"))
+
+
+def test_mead_layout_with_separate_audio(tmp_path: Path, models: BuildModels) -> None:
+    root = mead_dataset(tmp_path / "raw", ("M003", "W011"))
+    out = tmp_path / "shards"
+    assert build("mead", root, out, models, min_frames=20, progress=False) == 0
+    clips = read_shards(out)
+    assert sorted(c.key for c in clips) == [
+        "mead/M003/happy_3_001",
+        "mead/M003/neutral_1_001",
+        "mead/W011/happy_3_001",
+        "mead/W011/neutral_1_001",
+    ]
+    happy = next(c for c in clips if c.key == "mead/W011/happy_3_001")
+    assert (happy.meta.emotion, happy.meta.level, happy.meta.emotion_id) == ("happy", 3, 1)
+    assert {c.meta.split for c in clips if c.meta.identity == "M003"} == {"test"}  # MEAD's default test identity
+    assert {c.meta.split for c in clips if c.meta.identity == "W011"} != {"test"}
+
+
+def test_thirty_fps_source_is_resampled_by_timestamp(tmp_path: Path, models: BuildModels) -> None:
+    talking_video(tmp_path / "raw" / "Dan" / "talk.mp4", SENTENCES[1], fps=30)
+    out = tmp_path / "shards"
+    assert build("folder", tmp_path / "raw", out, models, min_frames=20, progress=False) == 0
+    (clip,) = read_shards(out)
+    assert clip.key == "folder/Dan/talk" and clip.meta.extra["source_fps"] == pytest.approx(30)
+    assert clip.meta.n_frames == int(len(speech(SENTENCES[1])) / 16000 * 30) * 25 // 30
+
+
+def test_bad_clips_are_skipped_with_their_reason(tmp_path: Path, models: BuildModels) -> None:
+    raw = tmp_path / "raw"
+    talking_video(raw / "good" / "ok.mp4", SENTENCES[0])
+    talking_video(raw / "mute" / "no_audio.mp4", SENTENCES[0], audio=False)
+    talking_video(raw / "quiet" / "silent.mp4", SENTENCES[0], silent=True)
+    talking_video(raw / "cut" / "short_audio.mp4", SENTENCES[0], audio_seconds=0.8)
+    talking_video(raw / "empty" / "no_face.mp4", SENTENCES[0], blank=True)
+    talking_video(raw / "tiny" / "short.mp4", "Hi.")
+    broken = talking_video(raw / "trunc" / "truncated.mp4", SENTENCES[0])
+    broken.write_bytes(broken.read_bytes()[: len(broken.read_bytes()) // 3])
+    (raw / "junk").mkdir()
+    (raw / "junk" / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000))
+    out = tmp_path / "shards"
+    assert build("folder", raw, out, models, min_frames=20, progress=False) == 0
+    reasons = {r["key"]: r.get("reason", "") for r in read_manifests(out)}
+    assert reasons["folder/good/ok"] == ""
+    assert reasons["folder/mute/no_audio"].startswith("no audio stream")
+    assert reasons["folder/quiet/silent"].startswith("silent audio")
+    assert reasons["folder/cut/short_audio"].startswith("audio shorter than video")
+    assert reasons["folder/empty/no_face"].startswith("no face")
+    assert reasons["folder/tiny/short"].startswith("too short")
+    assert reasons["folder/trunc/truncated"].startswith("unreadable video")
+    assert reasons["folder/junk/corrupt"].startswith("unreadable video")
+    assert [c.key for c in read_shards(out)] == ["folder/good/ok"]
+
+
+def test_nothing_written_is_an_error(tmp_path: Path, models: BuildModels) -> None:
+    talking_video(tmp_path / "raw" / "a" / "x.mp4", SENTENCES[0], blank=True)
+    assert build("folder", tmp_path / "raw", tmp_path / "out", models, min_frames=20, progress=False) == 1
+
+
+def test_jobs_take_disjoint_slices(tmp_path: Path, models: BuildModels) -> None:
+    root = hdtf_dataset(tmp_path / "raw", {"A": 2, "B": 2, "C": 1})
+    out = tmp_path / "shards"
+    for job in (0, 1):
+        assert (
+            build("hdtf", root, out, models, num_jobs=2, job_index=job, min_frames=20, test_seconds=0, progress=False)
+            == 0
+        )
+    keys = [r["key"] for r in read_manifests(out)]
+    assert len(keys) == len(set(keys)) == 5
+    by_job = [{r["key"] for r in read_manifests(out, job)} for job in (0, 1)]
+    assert by_job[0].isdisjoint(by_job[1]) and len(by_job[0]) == 3
+    assert all("-j000-" in r["shard"] for r in read_manifests(out, 0) if r["status"] == "written")
+    assert len(read_shards(out)) == 5
+
+
+def test_job_slice_defaults_to_the_slurm_array(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert job_slice(None, None) == (1, 0)
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "4")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "7")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "5")
+    assert job_slice(None, None) == (4, 2)
+    with pytest.raises(ValueError, match="outside"):
+        job_slice(2, 2)
+
+
+def test_schema_version_mismatch_is_refused(tmp_path: Path, models: BuildModels) -> None:
+    talking_video(tmp_path / "raw" / "a" / "x.mp4", SENTENCES[0])
+    build("folder", tmp_path / "raw", tmp_path / "out", models, min_frames=20, progress=False)
+    (clip,) = read_shards(tmp_path / "out")
+    sample = encode_sample(clip)
+    sample["meta.json"] = sample["meta.json"].replace(b'"schema_version": 1', b'"schema_version": 99')
+    with pytest.raises(SchemaError, match=r"schema version 99.*rebuild"):
+        decode_sample(sample)
+
+
+@pytest.mark.slow
+def test_killed_build_resumes_without_duplicates_or_truncated_shards(
+    tmp_path: Path, liveportrait_weights: Path
+) -> None:
+    root = hdtf_dataset(tmp_path / "raw", {f"P{i}": 2 for i in range(6)})
+    out = tmp_path / "shards"
+    cmd = [sys.executable, "-m", "data_prep", "build", "--dataset", "hdtf", "--root", str(root), "--out", str(out)]
+    cmd += ["--weights", str(liveportrait_weights), "--liveportrait-size", "tiny", "--cropper", "opencv"]
+    cmd += ["--min-frames", "20", "--test-seconds", "0", "--gpus", "1", "--workers", "1", "--no-progress"]
+    proc = subprocess.Popen(cmd, env=offline_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(read_manifests(out)) < 4:  # let it finish a few shards
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    first = read_manifests(out)
+    assert 0 < len(first) < 12, "the build finished before it could be killed; make the dataset bigger"
+    rerun = subprocess.run(cmd, env=offline_env(), capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    records = read_manifests(out)
+    keys = [r["key"] for r in records]
+    assert len(keys) == len(set(keys)) == 12
+    clips = read_shards(out)
+    assert sorted(c.key for c in clips) == sorted(keys)  # every shard decodes; no clip twice
+    assert not list(out.glob("*.tmp"))
+    assert sum(json.loads((out / "sizes.json").read_text()).values()) == 12

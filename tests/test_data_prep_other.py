@@ -1,0 +1,189 @@
+"""``pctalk-data synth``, ``inspect`` and ``augment``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from raw_media import hdtf_dataset
+from skimage import data
+
+from data_prep.augment import AugmentModels, LeakError, augment, load_drivers, reenact
+from data_prep.build import BuildModels, build
+from data_prep.inspect_shards import inspect_shards
+from data_prep.synth import synth, visemes
+from data_prep.video import VideoReader
+from pctalk.audio.io import load_audio
+from pctalk.audio.syncnet import SyncNet
+from pctalk.audio.tts import synthesize
+from pctalk.keypoints.crop import FaceCropper
+from pctalk.keypoints.regions import BROWS, EYES, LIPS
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("synth")
+    synth(out, clips=24, identities=4, seed=3, progress=False)
+    return out
+
+
+def test_synth_corpus_follows_the_schema(corpus: Path) -> None:
+    report = inspect_shards(corpus)
+    assert report["failures"] == []
+    assert sum(report["counts"]["split"].values()) == 24
+    assert report["identities"] == {"train": 2, "val": 1, "test": 1}
+    assert set(report["counts"]["emotion"]) >= {"neutral", "happy", "sad"}
+    assert report["hours"]["train"] > 0
+
+
+def test_synth_is_deterministic(tmp_path: Path, corpus: Path) -> None:
+    synth(tmp_path, clips=24, identities=4, seed=3, progress=False)
+    for name in ("sizes.json", "train.txt"):
+        assert (tmp_path / name).read_text() == (corpus / name).read_text()
+    a = sorted((corpus).glob("train-*.tar"))[0].read_bytes()
+    b = sorted((tmp_path).glob("train-*.tar"))[0].read_bytes()
+    assert len(a) == len(b)
+
+
+def test_synth_lips_follow_the_phonemes() -> None:
+    speech = synthesize("Pa pa, tea.")
+    n = len(speech.wav) * 25 // 16000
+    weights = visemes(speech, n)  # (n, 3): open, wide, round
+
+    def at(symbol: str, into: float = 0.05) -> np.ndarray:
+        start = next(p.start for p in speech.phonemes if p.symbol.lstrip("',") == symbol)
+        return weights[min(n - 1, int((start + into) * 25))]
+
+    assert at("A:")[0] > 0.8  # "pa" opens the mouth
+    assert at("_:", 0.08)[0] < 0.2  # the pause closes it
+    assert at("i:")[1] > 0.5 and at("i:")[2] < 0.2  # "tea" widens, not rounds
+
+
+def test_synth_emotions_move_only_their_regions(corpus: Path) -> None:
+    import webdataset as wds
+
+    from pctalk.data.schema import decode_sample
+
+    clips = [decode_sample(s) for s in wds.WebDataset(sorted(map(str, corpus.glob("*.tar"))), shardshuffle=False)]
+    by = {}
+    for c in clips:
+        by.setdefault((c.meta.identity, c.meta.emotion), []).append(c.motion.exp.mean(0))
+    identity = next(i for (i, e) in by if e != "neutral" and (i, "neutral") in by)
+    emotion = next(e for (i, e) in by if i == identity and e != "neutral")
+    delta = np.mean(by[(identity, emotion)], 0) - np.mean(by[(identity, "neutral")], 0)
+    others = [k for k in range(21) if k not in LIPS + EYES + BROWS]
+    assert np.abs(delta[list(EYES + BROWS)]).max() > 5 * np.abs(delta[others]).max()
+
+
+def test_inspect_reports_undecodable_samples(tmp_path: Path, corpus: Path) -> None:
+    import tarfile
+
+    shard = sorted(corpus.glob("train-*.tar"))[0]
+    bad = tmp_path / "train-j000-000000.tar"
+    with tarfile.open(shard) as src, tarfile.open(bad, "w") as dst:
+        for member in src.getmembers():
+            if not member.name.endswith("motion.npz"):
+                dst.addfile(member, src.extractfile(member))
+    report = inspect_shards(tmp_path)
+    assert report["failures"] and "lacks motion.npz" in report["failures"][0][1]
+
+
+# -- augmentation -----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def drivers(tmp_path: Path, tiny_liveportrait) -> Path:
+    root = hdtf_dataset(tmp_path / "raw", {"Trainee": 1, "Tester": 1})
+    (tmp_path / "splits.txt").write_text("Trainee train\nTester test\n")
+    out = tmp_path / "driver_shards"
+    models = BuildModels(tiny_liveportrait, FaceCropper("opencv"), batch_size=16)
+    build("hdtf", root, out, models, split_file=tmp_path / "splits.txt", min_frames=20, test_seconds=0, progress=False)
+    return out
+
+
+@pytest.fixture
+def faces(tmp_path: Path) -> Path:
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "astro.jpg"), data.astronaut()[..., ::-1])
+    cv2.imwrite(str(folder / "blank.png"), np.full((200, 200, 3), 90, np.uint8))
+    return folder
+
+
+def _models(tiny_liveportrait) -> AugmentModels:
+    return AugmentModels(tiny_liveportrait, FaceCropper("opencv"), SyncNet().eval(), torch.device("cpu"), batch_size=8)
+
+
+def test_augment_writes_clips_with_the_driver_audio(
+    tmp_path: Path, drivers: Path, faces: Path, tiny_liveportrait
+) -> None:
+    clips = load_drivers(drivers)
+    assert [c.meta.identity for c in clips] == ["Trainee"]
+    out = tmp_path / "aug"
+    assert (
+        augment(faces, clips, out, _models(tiny_liveportrait), per_face=1, threshold=0.0, max_frames=30, progress=False)
+        == 0
+    )
+    (video,) = list(out.glob("astro/*.mp4"))
+    reader = VideoReader(video)
+    assert len(reader) == 30 and reader.size == (128, 128)  # tiny LivePortrait renders 128 x 128
+    audio = load_audio(video)
+    np.testing.assert_allclose(len(audio), 30 * 640, atol=1100)
+    records = [json.loads(line) for line in (out / "augment-j000.jsonl").read_text().splitlines()]
+    assert {r["status"] for r in records} == {"kept", "skipped"}  # the blank image has no face
+    # Resumable: a rerun does nothing new.
+    augment(faces, clips, out, _models(tiny_liveportrait), per_face=1, threshold=0.0, max_frames=30, progress=False)
+    assert len((out / "augment-j000.jsonl").read_text().splitlines()) == len(records)
+
+
+def test_augment_drops_out_of_sync_clips(tmp_path: Path, drivers: Path, faces: Path, tiny_liveportrait) -> None:
+    out = tmp_path / "aug"
+    augment(
+        faces,
+        load_drivers(drivers),
+        out,
+        _models(tiny_liveportrait),
+        per_face=1,
+        threshold=1.01,
+        max_frames=20,
+        progress=False,
+    )
+    assert not list(out.glob("*/*.mp4"))
+    records = [json.loads(line) for line in (out / "augment-j000.jsonl").read_text().splitlines()]
+    assert any(r["status"] == "dropped" and "sync confidence" in r["reason"] for r in records)
+
+
+def test_augment_refuses_test_identities_as_drivers(drivers: Path) -> None:
+    test_shards = (drivers / "test.txt").read_text().split()
+    with open(drivers / "train.txt", "a") as fh:
+        fh.write("\n".join(test_shards) + "\n")
+    with pytest.raises(LeakError, match="Tester"):
+        load_drivers(drivers)
+
+
+def test_reenactment_follows_the_driver(tiny_liveportrait) -> None:
+    """Relative motion: a driver that does not move gives the source's own pose in every frame."""
+    from pctalk.data.schema import Clip, ClipMeta, ClipMotion
+
+    n = 4
+    still = ClipMotion(
+        exp=np.zeros((n, 21, 3)), pitch=np.full(n, 10.0), yaw=np.zeros(n), roll=np.zeros(n), t=np.zeros((n, 3)),
+        scale=np.ones((n, 1)), kp=np.zeros((21, 3)),
+    )  # fmt: skip
+    meta = ClipMeta("hdtf", "x", "0", "train", n)
+    clip = Clip(
+        "hdtf/x/0",
+        still,
+        np.zeros((80, 13), np.float32),
+        np.zeros(n * 640, np.float32),
+        np.zeros((256, 256, 3), np.uint8),
+        meta,
+    )
+    models = _models(tiny_liveportrait)
+    frames = reenact(models, data.astronaut(), clip, max_frames=n)
+    assert frames.shape == (n, 128, 128, 3)
+    assert np.array_equal(frames[0], frames[-1])
