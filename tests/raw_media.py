@@ -97,3 +97,28 @@ def mead_dataset(root: Path, identities: tuple[str, ...], emotions: tuple[str, .
             talking_video(root / identity / "video/front" / emotion / f"level_{level}" / "001.mp4", text, audio=False)
             write_audio(root / identity / "audio" / emotion / f"level_{level}" / "001.m4a", speech(text))
     return root
+
+
+def variable_frame_rate_video(path: Path, gaps_ms: tuple[int, ...] = (50, 20), n: int = 60, size: int = 64) -> Path:
+    """A video whose frames are ``gaps_ms`` apart in turn (variable frame rate); frame ``i`` is filled with the
+    grey level ``4 * i`` so a test can tell which source frame it got."""
+    from fractions import Fraction
+
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    times = np.concatenate([[0], np.cumsum([gaps_ms[i % len(gaps_ms)] for i in range(n - 1)])])
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=30)
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        stream.options = {"crf": "0"}
+        for i, t in enumerate(times):
+            frame = av.VideoFrame.from_ndarray(np.full((size, size, 3), 4 * i, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = int(t), Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path

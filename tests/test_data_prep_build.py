@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import webdataset as wds
-from raw_media import SENTENCES, hdtf_dataset, mead_dataset, speech, talking_video
+from raw_media import SENTENCES, hdtf_dataset, mead_dataset, speech, talking_video, variable_frame_rate_video
 
 from conftest import offline_env
 from data_prep.build import BuildModels, build, job_slice
+from data_prep.video import VideoReader
 from data_prep.writer import read_manifests
 from pctalk.data.schema import SCHEMA_VERSION, SchemaError, decode_sample, encode_sample
 from pctalk.keypoints.crop import FaceCropper
@@ -93,6 +94,15 @@ def test_thirty_fps_source_is_resampled_by_timestamp(tmp_path: Path, models: Bui
     (clip,) = read_shards(out)
     assert clip.key == "folder/Dan/talk" and clip.meta.extra["source_fps"] == pytest.approx(30)
     assert clip.meta.n_frames == int(len(speech(SENTENCES[1])) / 16000 * 30) * 25 // 30
+
+
+def test_variable_frame_rate_is_resampled_by_timestamp(tmp_path: Path) -> None:
+    path = variable_frame_rate_video(tmp_path / "vfr.mp4", gaps_ms=(50, 20))  # frames at 0, 50, 70, 120, 140 ms...
+    reader = VideoReader(path)
+    frames = np.concatenate(list(reader.chunks(16)))
+    assert len(frames) == len(reader) == 52  # 2.08 s + the last frame, at 25 fps
+    source = np.round(frames[:8, 32, 32, 0] / 4).astype(int).tolist()  # which source frame each 40 ms tick got
+    assert source == [0, 0, 2, 3, 4, 5, 6, 8]  # 0 ms -> 0, 40 -> 0 (50 not yet), 80 -> 2 (70), 120 -> 3, ...
 
 
 def test_bad_clips_are_skipped_with_their_reason(tmp_path: Path, models: BuildModels) -> None:
