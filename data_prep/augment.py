@@ -24,10 +24,10 @@ import numpy as np
 import torch
 import webdataset as wds
 
-from data_prep.writer import append_records, read_manifests
 from pctalk.audio.mel import frame_windows
 from pctalk.audio.syncnet import SYNC_FRAMES, SyncNet
 from pctalk.data.schema import Clip, decode_sample
+from pctalk.data.writer import append_records, read_manifests
 from pctalk.keypoints.crop import FaceCropper, FaceNotFoundError
 from pctalk.keypoints.liveportrait import LivePortrait
 from pctalk.keypoints.transform import rotation_matrix, transform_keypoints

@@ -15,11 +15,11 @@ from skimage import data
 from data_prep.augment import AugmentModels, LeakError, augment, load_drivers, reenact
 from data_prep.build import BuildModels, build
 from data_prep.inspect_shards import inspect_shards
-from data_prep.synth import synth, visemes
 from data_prep.video import VideoReader
 from pctalk.audio.io import load_audio
 from pctalk.audio.syncnet import SyncNet
 from pctalk.audio.tts import synthesize
+from pctalk.data.synthetic import synth, visemes
 from pctalk.keypoints.crop import FaceCropper
 from pctalk.keypoints.regions import BROWS, EYES, LIPS
 

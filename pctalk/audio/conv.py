@@ -40,23 +40,25 @@ def _res(c: int) -> Conv2dBlock:
     return Conv2dBlock(c, c, kernel_size=3, stride=1, padding=1, residual=True)
 
 
-def audio_stack() -> nn.Sequential:
-    """Mel window ``(B, 1, 80, 16)`` -> ``(B, 512, 1, 1)``: Wav2Lip's audio encoder."""
+def audio_stack(width: float = 1.0) -> nn.Sequential:
+    """Mel window ``(B, 1, 80, 16)`` -> ``(B, 512 * width, 1, 1)``: Wav2Lip's audio encoder (``width`` 1 is the
+    published size; smaller widths make the same stack cheaper, for CPU smoke runs)."""
+    c = [max(1, round(n * width)) for n in (32, 64, 128, 256, 512)]
     return nn.Sequential(
-        Conv2dBlock(1, 32, kernel_size=3, stride=1, padding=1),
-        _res(32),
-        _res(32),
-        Conv2dBlock(32, 64, kernel_size=3, stride=(3, 1), padding=1),
-        _res(64),
-        _res(64),
-        Conv2dBlock(64, 128, kernel_size=3, stride=3, padding=1),
-        _res(128),
-        _res(128),
-        Conv2dBlock(128, 256, kernel_size=3, stride=(3, 2), padding=1),
-        _res(256),
-        _res(256),
-        Conv2dBlock(256, 512, kernel_size=3, stride=1, padding=0),
-        Conv2dBlock(512, 512, kernel_size=1, stride=1, padding=0),
+        Conv2dBlock(1, c[0], kernel_size=3, stride=1, padding=1),
+        _res(c[0]),
+        _res(c[0]),
+        Conv2dBlock(c[0], c[1], kernel_size=3, stride=(3, 1), padding=1),
+        _res(c[1]),
+        _res(c[1]),
+        Conv2dBlock(c[1], c[2], kernel_size=3, stride=3, padding=1),
+        _res(c[2]),
+        _res(c[2]),
+        Conv2dBlock(c[2], c[3], kernel_size=3, stride=(3, 2), padding=1),
+        _res(c[3]),
+        _res(c[3]),
+        Conv2dBlock(c[3], c[4], kernel_size=3, stride=1, padding=0),
+        Conv2dBlock(c[4], c[4], kernel_size=1, stride=1, padding=0),
     )
 
 

@@ -21,11 +21,13 @@ class AudioEncoder(nn.Module):
     """Mel windows ``(B, 1, 80, 16)`` -> features ``(B, 512)``.
 
     Parameters live under ``audio_encoder.`` exactly as in SyncTalk's ``AudioEncoder`` and Wav2Lip's SyncNet.
+    ``width`` scales every layer (1 = the published encoder; features are ``512 * width`` wide).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, width: float = 1.0) -> None:
         super().__init__()
-        self.audio_encoder = audio_stack()
+        self.audio_encoder = audio_stack(width)
+        self.out_dim = max(1, round(512 * width))
 
     def forward(self, mel_windows: torch.Tensor) -> torch.Tensor:
         if mel_windows.ndim != 4 or tuple(mel_windows.shape[1:]) != (1, 80, 16):
@@ -48,7 +50,7 @@ def encode_windows(
             AVX-512 BF16 and on GPUs, relative error about 0.4%).
 
     Returns:
-        ``(..., 512)`` float32.
+        ``(..., 512)`` float32 (``512 * width`` for a narrower encoder).
     """
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
@@ -58,7 +60,8 @@ def encode_windows(
         flat = flat.contiguous(memory_format=torch.channels_last)
     autocast = torch.autocast(flat.device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     with autocast:
-        out = [encoder(chunk).float() for chunk in flat.split(batch_size)] if len(flat) else [flat.new_zeros(0, 512)]
+        width = getattr(encoder, "out_dim", 512)
+        out = [encoder(chunk).float() for chunk in flat.split(batch_size)] if len(flat) else [flat.new_zeros(0, width)]
     return torch.cat(out).reshape(*lead, 512)
 
 

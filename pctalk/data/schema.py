@@ -1,4 +1,4 @@
-"""The shard schema: one WebDataset sample per clip, shared by the shard writers (``data_prep``) and every reader.
+"""The shard schema: one WebDataset sample per clip, shared by the writer (:mod:`pctalk.data.writer`) and readers.
 
 A sample's key is ``<dataset>/<identity>/<clip>`` and its members are:
 

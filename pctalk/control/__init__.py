@@ -1,0 +1,1 @@
+"""Controls: pure functions on motion tensors (lip scale, loudness, style editing; emotion composition)."""

@@ -1,0 +1,117 @@
+"""``ShardDataModule``: windows of clips from a shard folder, for every training stage."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+from typing import Literal
+
+import webdataset as wds
+
+from pctalk.data.base import BaseDataModule
+from pctalk.data.examples import clip_example
+from pctalk.data.pipeline import batches_per_worker, rank_shards, shard_pipeline
+
+__all__ = ["ShardDataModule"]
+
+
+class ShardDataModule(BaseDataModule):
+    """Training and validation batches from shards written by ``pctalk-data`` (``train.txt`` / ``val.txt``).
+
+    Args:
+        root: the shard folder, or several separated by commas (e.g. HDTF and the augmented set).
+        window: frames per example (paper: 50 for the expression predictor, 5 for the lip refiner).
+        batch_size: examples per batch on each rank.
+        num_workers: loader workers per rank.
+        audio: ``mel`` windows, stored encoder ``feat``ures, or ``auto`` (features when the shards have them).
+        target: ``lips`` (D, 18 values per frame) or ``all`` keypoints (63).
+        with_reference: also load the reference crop and motion the lip refiner renders from.
+        samples_per_epoch: examples per epoch over all ranks (default: the number of training clips).
+        shuffle_buffer: training samples held for shuffling in each worker.
+        synthesize_if_missing: if ``root`` has no shards, write the synthetic corpus of this many clips there
+            first (0 = never; the quickstart uses it).
+        synthetic_identities: identities of that corpus.
+        seed: seed of the shard resampling and window choice.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        window: int = 50,
+        batch_size: int = 8,
+        num_workers: int = 0,
+        audio: Literal["mel", "feat", "auto"] = "auto",
+        target: Literal["lips", "all"] = "lips",
+        with_reference: bool = False,
+        samples_per_epoch: int | None = None,
+        shuffle_buffer: int = 64,
+        synthesize_if_missing: int = 0,
+        synthetic_identities: int = 8,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(batch_size=batch_size, num_workers=num_workers)
+        self.roots = [Path(p.strip()) for p in str(root).split(",") if p.strip()]
+        self.window, self.audio, self.target, self.with_reference = window, audio, target, with_reference
+        self.samples_per_epoch, self.shuffle_buffer, self.seed = samples_per_epoch, shuffle_buffer, seed
+        self.synthesize_if_missing, self.synthetic_identities = synthesize_if_missing, synthetic_identities
+
+    def prepare_data(self) -> None:
+        """Write the synthetic corpus where it is asked for and missing (once, on the first process of a node)."""
+        if not self.synthesize_if_missing:
+            return
+        for root in self.roots:
+            if not (root / "train.txt").is_file():
+                from pctalk.data.synthetic import synth
+
+                synth(root, clips=self.synthesize_if_missing, identities=self.synthetic_identities, progress=False)
+
+    def shards(self, split: str) -> tuple[list[str], int]:
+        """Every shard of ``split`` across the roots, and how many samples they hold."""
+        urls, samples = [], 0
+        for root in self.roots:
+            listing = root / f"{split}.txt"
+            if not listing.is_file():
+                raise FileNotFoundError(f"{listing} not found: build the shards with `pctalk-data build` (or `synth`)")
+            names = listing.read_text().split()
+            sizes = json.loads((root / "sizes.json").read_text()) if (root / "sizes.json").is_file() else {}
+            urls += [str(root / n) for n in names]
+            samples += sum(sizes.get(n, 0) for n in names)
+        return urls, samples
+
+    def _rank(self) -> tuple[int, int]:
+        """The trainer's global rank and world size (0, 1 outside a trainer)."""
+        return (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
+
+    def _example(self, train: bool):
+        return functools.partial(
+            _example,
+            window=self.window,
+            audio=self.audio,
+            target=self.target,
+            with_reference=self.with_reference,
+            train=train,
+        )
+
+    def train_dataloader(self) -> wds.WebLoader:
+        rank, world = self._rank()
+        urls, samples = self.shards("train")
+        mine = rank_shards(urls, rank, world, self.num_workers, train=True)
+        total = self.samples_per_epoch or samples or len(urls)
+        epoch = batches_per_worker(total, self.batch_size, world, self.num_workers)
+        pipeline = shard_pipeline(
+            mine, self._example(True), self.batch_size, True, self.shuffle_buffer, self.seed + rank, epoch
+        )
+        return wds.WebLoader(pipeline, batch_size=None, num_workers=self.num_workers, persistent_workers=False)
+
+    def val_dataloader(self) -> wds.WebLoader:
+        rank, world = self._rank()
+        urls, _ = self.shards("val")
+        mine = rank_shards(urls, rank, world, train=False)
+        workers = min(self.num_workers, len(mine))
+        pipeline = shard_pipeline(mine, self._example(False), self.batch_size, False)
+        return wds.WebLoader(pipeline, batch_size=None, num_workers=workers)
+
+
+def _example(clip, rng, window, audio, target, with_reference, train):  # picklable for spawned workers
+    return clip_example(clip, window, rng if train else None, audio, target, with_reference)

@@ -1,0 +1,89 @@
+"""Turning a decoded clip into a training example: a window of frames with its audio, targets and labels."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+import torch
+
+from pctalk.audio.mel import frame_windows
+from pctalk.data.schema import Clip
+from pctalk.keypoints.regions import LIPS
+
+__all__ = ["TARGETS", "clip_example", "lip_deformation"]
+
+#: target name -> keypoints it covers
+TARGETS = {"lips": LIPS, "all": tuple(range(21))}
+
+
+def lip_deformation(exp: np.ndarray, scale: np.ndarray, keypoints: tuple[int, ...] = LIPS) -> np.ndarray:
+    """``D = s * exp[keypoints]``: ``exp (T, 21, 3)``, ``scale (T, 1)`` -> ``(T, len(keypoints) * 3)``."""
+    return (scale[:, :, None] * exp[:, list(keypoints)]).reshape(len(exp), -1)
+
+
+def _window(x: np.ndarray, start: int, length: int) -> np.ndarray:
+    """``x[start:start + length]``, padded at the end by repeating the last frame."""
+    piece = x[start : start + length]
+    if len(piece) < length:
+        piece = np.concatenate([piece, np.repeat(piece[-1:], length - len(piece), axis=0)])
+    return piece
+
+
+def clip_example(
+    clip: Clip,
+    window: int,
+    rng: random.Random | None = None,
+    audio: str = "auto",
+    target: str = "lips",
+    with_reference: bool = False,
+) -> dict[str, Any]:
+    """One example of ``window`` frames from ``clip``.
+
+    Args:
+        window: frames per example; shorter clips are padded by repeating their last frame (``mask`` is False there).
+        rng: picks the window's start at random; ``None`` takes the first frames (deterministic validation).
+        audio: ``"mel"`` (mel windows ``(W, 1, 80, 16)``), ``"feat"`` (stored encoder features ``(W, 512)``) or
+            ``"auto"`` (features when the shard has them, else mel windows).
+        target: ``"lips"`` (``D``, 18 values per frame) or ``"all"`` (63).
+        with_reference: also return what rendering needs: the reference crop, the window's motion and the
+            reference frame's motion (the lip refiner's stage).
+
+    Returns:
+        tensors ``target (W, 18|63)``, ``mask (W,)``, ``mel`` or ``audio_feat``, ``style``, ``emotion``, ``level``
+        (and the rendering inputs), plus ``key``.
+    """
+    if audio not in ("mel", "feat", "auto"):
+        raise ValueError(f"audio must be 'mel', 'feat' or 'auto', got {audio!r}")
+    m = clip.motion
+    n = len(m)
+    start = rng.randrange(max(1, n - window + 1)) if rng is not None else 0
+    mask = np.zeros(window, bool)
+    mask[: min(window, n - start)] = True
+    use_feat = audio == "feat" or (audio == "auto" and clip.audio_feat is not None)
+    if use_feat and clip.audio_feat is None:
+        raise ValueError(
+            f"{clip.key} has no audio_feat.npy; rebuild the shards with --audio-features or use audio='mel'"
+        )
+    out: dict[str, Any] = {
+        "key": clip.key,
+        "target": torch.from_numpy(_window(lip_deformation(m.exp, m.scale, TARGETS[target]), start, window)),
+        "mask": torch.from_numpy(mask),
+        "style": torch.tensor(clip.meta.style_id),
+        "emotion": torch.tensor(clip.meta.emotion_id),
+        "level": torch.tensor(clip.meta.level),
+    }
+    if use_feat:
+        out["audio_feat"] = torch.from_numpy(_window(clip.audio_feat, start, window))
+    else:
+        windows = frame_windows(torch.from_numpy(clip.mel), n).numpy()
+        out["mel"] = torch.from_numpy(_window(windows, start, window))
+    if with_reference:
+        for name in ("exp", "pitch", "yaw", "roll", "t", "scale"):
+            out[name] = torch.from_numpy(_window(getattr(m, name), start, window))
+        out["kp"] = torch.from_numpy(m.kp)
+        out["ref"] = torch.from_numpy(clip.ref).permute(2, 0, 1).float().div_(255)
+        for name in ("exp", "pitch", "yaw", "roll", "t", "scale"):
+            out[f"ref_{name}"] = torch.from_numpy(np.ascontiguousarray(getattr(m, name)[0]))
+    return out
