@@ -30,7 +30,7 @@ format: install
 	$(BIN)/ruff format .
 
 quickstart: install
-	$(BIN)/python experiments/quickstart/front_end.py
+	$(BIN)/python -m pctalk fit -c experiments/quickstart/expression.yaml
 
 bench: install
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done

@@ -28,12 +28,12 @@ from pctalk.audio.mel import frame_windows
 from pctalk.audio.syncnet import SYNC_FRAMES, SyncNet
 from pctalk.data.schema import Clip, decode_sample
 from pctalk.data.writer import append_records, read_manifests
-from pctalk.keypoints.crop import FaceCropper, FaceNotFoundError
+from pctalk.keypoints.crop import FaceCropper, FaceNotFoundError, face_box
 from pctalk.keypoints.liveportrait import LivePortrait
 from pctalk.keypoints.transform import rotation_matrix, transform_keypoints
 from pctalk.media import write_video
 
-__all__ = ["AugmentModels", "LeakError", "face_box", "load_drivers", "reenact", "sync_confidence"]
+__all__ = ["AugmentModels", "LeakError", "load_drivers", "reenact", "sync_confidence"]
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp")
 
@@ -80,14 +80,6 @@ def load_drivers(shards: str | os.PathLike[str], limit: int | None = None) -> li
     if not drivers:
         raise ValueError(f"no training clips listed in {listing}")
     return drivers
-
-
-def face_box(size: int) -> tuple[int, int, int, int]:
-    """``(x1, y1, x2, y2)`` of the face inside a LivePortrait crop of ``size`` pixels (scale 2.3, vy -0.125): a
-    square of side ``size / 2.3`` centred ``0.125 * size`` below the crop's centre."""
-    side = size / 2.3
-    cx, cy = size / 2, size / 2 + 0.125 * size
-    return int(cx - side / 2), int(cy - side / 2), int(cx + side / 2), int(cy + side / 2)
 
 
 @torch.no_grad()

@@ -222,7 +222,10 @@ def build(
     fixed = load_split_file(split_file) if split_file else None
     splits = assign_splits(identities, adapter_dataset, fixed)
     write_splits(out, adapter_dataset, splits)
-    style_ids = {identity: i for i, identity in enumerate(identities)}
+    train_identities = [i for i in identities if splits[i] == "train"]
+    style_ids = {
+        identity: train_identities.index(identity) if identity in train_identities else -1 for identity in identities
+    }
     if test_seconds is None:
         test_seconds = 10.0 if dataset == "hdtf" else 0.0
     mine = clips[job_index::num_jobs]

@@ -32,9 +32,16 @@ def _weights() -> dict[str, Any]:
     return {"check": cli.check}
 
 
+def _export() -> Any:
+    from pctalk.tasks.export import export
+
+    return export
+
+
 #: Non-training verbs; each feature that adds a verb registers it here.
 TOOL_VERBS: dict[str, Verb] = {
     "weights": Verb("inspect pretrained files: pctalk weights check --root DIR [--strict]", _weights),
+    "export": Verb("a training checkpoint to the release layout: pctalk export --checkpoint X.ckpt --out DIR", _export),
 }
 
 

@@ -8,6 +8,7 @@ Each function's typed parameters and docstring become its options; ``bool`` para
 from __future__ import annotations
 
 import inspect
+import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -103,7 +104,9 @@ def run_commands(commands: Commands, args: Sequence[str], prog: str) -> int:
     try:
         result = _call(commands, cfg)
     except _user_errors() as err:  # bad input or missing files: the message says what to do; no traceback
-        print(f"{prog}: error: {err}", file=sys.stderr)
+        if os.environ.get("PCTALK_DEBUG"):
+            raise
+        print(f"{prog}: error: {err}  (PCTALK_DEBUG=1 shows the traceback)", file=sys.stderr)
         return 2
     return result if isinstance(result, int) else 0
 
@@ -114,6 +117,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
     errors: list[type[BaseException]] = [
         FileNotFoundError,
+        ValueError,
+        KeyError,
         MissingWeightsError,
         CheckpointKeyError,
         UnsafeCheckpointError,

@@ -111,3 +111,13 @@ def liveportrait_weights(tmp_path: Path, tiny_liveportrait) -> Path:
     root = tmp_path / "pretrained_weights"
     save_liveportrait(tiny_liveportrait, root)
     return root
+
+
+@pytest.fixture(scope="session")
+def synthetic_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic corpus (32 clips, 4 identities: 2 train, 1 val, 1 test) shared by the training tests."""
+    from pctalk.data.synthetic import synth
+
+    out = tmp_path_factory.mktemp("synthetic_corpus")
+    synth(out, clips=32, identities=4, seed=1, progress=False)
+    return out

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import torch
+from lightning.pytorch import Callback
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -71,3 +72,21 @@ class ToyTask(BaseTask):
         out.mkdir(parents=True, exist_ok=True)
         record = {"rank": self.global_rank, "world_size": self.trainer.world_size, "seen": self.seen}
         (out / f"rank{self.global_rank}.json").write_text(json.dumps(record))
+
+
+class KeyRecorder(Callback):
+    """Records the sample keys each rank trains on, in ``<default_root_dir>/keys/rank<N>.json``."""
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+        self.batches = 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        self.keys.extend(batch["key"])
+        self.batches += 1
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        out = Path(trainer.default_root_dir) / "keys"
+        out.mkdir(parents=True, exist_ok=True)
+        record = {"rank": trainer.global_rank, "batches": self.batches, "keys": self.keys}
+        (out / f"rank{trainer.global_rank}.json").write_text(json.dumps(record))

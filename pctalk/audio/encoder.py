@@ -85,5 +85,7 @@ def load_audio_encoder(path: str | os.PathLike[str], device: str | torch.device 
     - Wav2Lip's ``lipsync_expert.pth``: ``{"state_dict": {...}}`` whose ``audio_encoder.*`` entries are taken.
     """
     state = _audio_state_dict(load_checkpoint(path), path)
-    encoder = load_state_dict_strict(AudioEncoder(), state, path)
+    first = state.get(_PREFIX + "0.conv_block.0.weight")
+    width = 1.0 if first is None else first.shape[0] / 32  # a narrower encoder trained with pctalk
+    encoder = load_state_dict_strict(AudioEncoder(width), state, path)
     return encoder.to(device).eval()

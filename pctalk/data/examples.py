@@ -76,7 +76,7 @@ def clip_example(
     }
     if use_feat:
         out["audio_feat"] = torch.from_numpy(_window(clip.audio_feat, start, window))
-    else:
+    if not use_feat or with_reference:  # the lip refiner's sync loss needs the mel windows too
         windows = frame_windows(torch.from_numpy(clip.mel), n).numpy()
         out["mel"] = torch.from_numpy(_window(windows, start, window))
     if with_reference:

@@ -71,7 +71,8 @@ class ClipMeta:
     split: str
     n_frames: int
     style_id: int = 0
-    """Speaking-style index (the one-hot style of the expression predictor)."""
+    """Speaking style: the identity's index among the dataset's *training* identities (the one-hot style code of
+    the predictors); -1 for identities outside the training split, which have no style of their own."""
     emotion: str = "neutral"
     level: int = 0
     """MEAD intensity level 1-3; 0 for unlabelled data."""

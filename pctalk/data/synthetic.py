@@ -164,7 +164,7 @@ class _Identity:
         self.name = f"synth{index:03d}" if index else "cat000"
         self.kp = template + rng.normal(0, 0.02, template.shape).astype(np.float32)
         self.scale = float(rng.uniform(1.5, 1.9))
-        self.exp = rng.normal(0, 0.004, (21, 3)).astype(np.float32)
+        self.exp = rng.normal(0, 0.0015, (21, 3)).astype(np.float32)  # the speaker's resting expression
         self.pose = rng.normal(0, [4.0, 6.0, 2.0])
         self.style = np.array([rng.uniform(0.03, 0.06), rng.uniform(0.01, 0.035), rng.uniform(0.01, 0.035)], np.float32)
         self.rate = int(rng.integers(150, 195))
@@ -215,6 +215,8 @@ def synth(
     people = [_Identity(i, rng, template, refs) for i in range(identities)]
     split_of = {p.name: "train" for p in people}
     split_of[people[-1].name], split_of[people[-2].name] = "test", "val"
+    trained = [p.name for p in people if split_of[p.name] == "train"]
+    style_of = {p.name: trained.index(p.name) if p.name in trained else -1 for p in people}
     offsets = _emotion_offsets()
     directions = np.stack([_unit(_DIRECTIONS[k]) for k in ("open", "wide", "round")])  # (3, 21, 3)
     started = time.perf_counter()
@@ -251,7 +253,7 @@ def synth(
                 clip=name,
                 split=split_of[person.name],
                 n_frames=n,
-                style_id=people.index(person),
+                style_id=style_of[person.name],
                 emotion=emotion,
                 level=level,
                 source=f"pctalk-data synth (seed {seed}): eSpeak NG {sentence!r}",

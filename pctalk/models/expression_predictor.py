@@ -58,9 +58,14 @@ class ExpressionPredictor(nn.Module):
         nn.init.zeros_(self.vertice_map_r.bias)
 
     def style_embedding(self, style: torch.Tensor) -> torch.Tensor:
-        """``(B, d_model)`` from style indices ``(B,)`` or one-hot / soft codes ``(B, n_styles)``."""
+        """``(B, d_model)`` from style indices ``(B,)`` or one-hot / soft codes ``(B, n_styles)``. A negative index
+        (a speaker outside the training identities) gets the uniform code, the mean of all styles."""
         if not style.is_floating_point():
-            style = F.one_hot(style.long(), self.n_styles).float()
+            index = style.long()
+            if (index >= self.n_styles).any():
+                raise ValueError(f"style index {int(index.max())} is out of range for {self.n_styles} styles")
+            uniform = torch.full((len(index), self.n_styles), 1.0 / self.n_styles, device=index.device)
+            style = torch.where((index < 0)[:, None], uniform, F.one_hot(index.clamp_min(0), self.n_styles).float())
         if style.shape[-1] != self.n_styles:
             raise ValueError(f"style codes must have {self.n_styles} entries, got shape {tuple(style.shape)}")
         return self.obj_vector(style.to(self.obj_vector.weight.dtype))

@@ -1,5 +1,7 @@
 """Training tasks: thin LightningModules over the networks in :mod:`pctalk.models`."""
 
 from pctalk.tasks.base import BaseTask
+from pctalk.tasks.expression import ExpressionTask
+from pctalk.tasks.refiner import LipRefinerTask
 
-__all__ = ["BaseTask"]
+__all__ = ["BaseTask", "ExpressionTask", "LipRefinerTask"]

@@ -27,7 +27,7 @@ from pctalk.keypoints.crop.haar import HaarFaceDetector
 from pctalk.weights import MissingWeightsError
 from pctalk.weights.registry import default_root, get, missing_message
 
-__all__ = ["CROP_SIZE", "Crop", "FaceCropper", "FaceNotFoundError", "paste_back", "soft_mask"]
+__all__ = ["CROP_SIZE", "Crop", "FaceCropper", "FaceNotFoundError", "face_box", "paste_back", "soft_mask"]
 
 #: Side of the crop LivePortrait's networks take.
 CROP_SIZE = 256
@@ -187,6 +187,14 @@ class FaceCropper:
             except FaceNotFoundError as err:
                 raise FaceNotFoundError(f"frame {i}: {err}") from None
             yield crop
+
+
+def face_box(size: int) -> tuple[int, int, int, int]:
+    """``(x1, y1, x2, y2)`` of the face inside a LivePortrait crop (or render) of ``size`` pixels: a square of side
+    ``size / 2.3`` (the crop's scale) centred ``0.125 * size`` below the crop's centre (its vy ratio)."""
+    side = size / SCALE
+    cx, cy = size / 2, size / 2 - VY_RATIO * size
+    return int(cx - side / 2), int(cy - side / 2), int(cx + side / 2), int(cy + side / 2)
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:

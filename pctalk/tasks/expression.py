@@ -1,0 +1,114 @@
+"""``ExpressionTask``: train LAC's expression predictor (L1 on the lip deformation plus a velocity L1)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any, Literal
+
+import torch
+
+from pctalk.audio.encoder import AudioEncoder, load_audio_encoder
+from pctalk.models.expression_predictor import ExpressionPredictor
+from pctalk.models.lac import PredictorConfig
+from pctalk.tasks.base import BaseTask
+from pctalk.tasks.losses import lip_vertex_error, masked_l1, velocity_l1
+
+__all__ = ["ExpressionTask", "audio_features"]
+
+OUT_DIMS = {"lips": 18, "all": 63}
+
+
+def audio_features(batch: dict[str, Any], encoder: torch.nn.Module) -> torch.Tensor:
+    """``(B, T, A)`` audio features: the batch's stored ones, or ``encoder`` over its mel windows (B, T, 1, 80, 16)."""
+    if "audio_feat" in batch:
+        return batch["audio_feat"]
+    mel = batch["mel"]
+    b, t = mel.shape[:2]
+    return encoder(mel.flatten(0, 1)).view(b, t, -1)
+
+
+class ExpressionTask(BaseTask):
+    """Audio + speaking style -> lip deformation ``D = s * exp[LIPS]`` (or all 21 keypoints).
+
+    Args:
+        n_styles: speaking styles (training identities) of the one-hot style code.
+        target: ``lips`` (18 values per frame) or ``all`` keypoints (63); must match the data module's.
+        d_model, n_layers, n_heads, ff_dim, period, dropout: the decoder (paper: 512, 1, 4, 1024, 25, 0.1).
+        audio_encoder: path of a pretrained audio encoder (SyncTalk's ``audio_visual_encoder.pth`` or any layout
+            ``load_audio_encoder`` reads), kept frozen; ``None`` trains one from scratch with the predictor.
+        audio_encoder_width: width of the encoder trained from scratch (1 = the published size).
+        velocity_weight: weight of the velocity L1.
+        lr, weight_decay: Adam.
+    """
+
+    def __init__(
+        self,
+        n_styles: int,
+        target: Literal["lips", "all"] = "lips",
+        d_model: int = 512,
+        n_layers: int = 1,
+        n_heads: int = 4,
+        ff_dim: int = 1024,
+        period: int = 25,
+        dropout: float = 0.1,
+        audio_encoder: str | None = None,
+        audio_encoder_width: float = 1.0,
+        velocity_weight: float = 1.0,
+        lr: float = 1e-4,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(lr=lr, weight_decay=weight_decay)
+
+    def configure_models(self) -> None:
+        hp = self.hparams
+        self.frozen_audio = hp["audio_encoder"] is not None
+        if self.frozen_audio:
+            self.audio_encoder = load_audio_encoder(hp["audio_encoder"]).requires_grad_(False)
+        else:
+            self.audio_encoder = AudioEncoder(hp.get("audio_encoder_width", 1.0))
+        self.predictor = ExpressionPredictor(
+            n_styles=hp["n_styles"],
+            out_dim=OUT_DIMS[hp.get("target", "lips")],
+            audio_dim=self.audio_encoder.out_dim,
+            d_model=hp.get("d_model", 512),
+            n_layers=hp.get("n_layers", 1),
+            n_heads=hp.get("n_heads", 4),
+            ff_dim=hp.get("ff_dim", 1024),
+            period=hp.get("period", 25),
+            dropout=hp.get("dropout", 0.1),
+        )
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["pctalk"] = {"predictor_config": asdict(PredictorConfig.of(self.predictor))}
+
+    def train(self, mode: bool = True) -> ExpressionTask:
+        super().train(mode)
+        if self.frozen_audio:
+            self.audio_encoder.eval()  # a pretrained encoder keeps its BatchNorm statistics
+        return self
+
+    def _losses(self, pred: torch.Tensor, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        target, mask = batch["target"], batch["mask"]
+        l1 = masked_l1(pred, target, mask)
+        vel = velocity_l1(pred, target, mask)
+        return {"loss": l1 + self.hparams.get("velocity_weight", 1.0) * vel, "l1": l1, "velocity": vel}
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        feat = audio_features(batch, self.audio_encoder)
+        losses = self._losses(self.predictor(feat, batch["style"], batch["target"]), batch)
+        bs = batch["target"].shape[0]
+        self.log_dict({f"train/{k}": v for k, v in losses.items()}, prog_bar=True, batch_size=bs)
+        return losses["loss"]
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        feat = audio_features(batch, self.audio_encoder)
+        target, mask = batch["target"], batch["mask"]
+        generated = self.predictor.generate(feat, batch["style"])  # autoregressive, as at inference
+        metrics = {
+            "val/loss": self._losses(self.predictor(feat, batch["style"], target), batch)["loss"],
+            "val/lip_l1": masked_l1(generated, target, mask),
+            "val/lip_vertex_error": lip_vertex_error(generated, target, mask),
+            "val/velocity_error": velocity_l1(generated, target, mask),
+            "val/lip_l1_zero_motion": masked_l1(torch.zeros_like(target), target, mask),
+        }
+        self.log_dict(metrics, sync_dist=True, batch_size=target.shape[0], prog_bar=False)

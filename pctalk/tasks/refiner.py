@@ -1,0 +1,177 @@
+"""``LipRefinerTask``: train LAC's lip refiner with the SyncNet expert's loss on rendered frames.
+
+For each window of frames: the frozen expression predictor gives the lip deformation ``D``; the undeformed lip
+keypoints (the clip's own pose and expression with the lips' expression removed) plus ``D`` plus a little noise are
+the refiner's input; the refined lips replace the lips in the frame's keypoints, which LivePortrait's frozen warping
+module and decoder render from the clip's reference crop; the first five renders, cut to the face and its lower
+half, go through Wav2Lip's SyncNet expert with the window's mel. Losses: the sync loss (image space), an L1 to the
+ground-truth lip keypoints, and a penalty on the size of the correction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+
+from pctalk.audio.encoder import load_audio_encoder
+from pctalk.audio.syncnet import SYNC_FRAMES, load_syncnet
+from pctalk.keypoints.crop import face_box
+from pctalk.keypoints.regions import LIPS
+from pctalk.keypoints.transform import rotation_matrix, transform_keypoints
+from pctalk.models.expression_predictor import ExpressionPredictor
+from pctalk.models.lac import PredictorConfig, load_lac
+from pctalk.models.lip_refiner import LipRefiner
+from pctalk.tasks.base import BaseTask
+from pctalk.tasks.expression import ExpressionTask, audio_features
+from pctalk.weights import load_checkpoint
+
+__all__ = ["LipRefinerTask", "load_expression_stage"]
+
+
+def load_expression_stage(path: str, audio_encoder: str | None = None) -> tuple[ExpressionPredictor, torch.nn.Module]:
+    """The frozen predictor and audio encoder of a trained expression stage: an ``ExpressionTask`` checkpoint
+    (``.ckpt``, which holds both), or a release ``lac.pth`` plus an ``audio_encoder`` file."""
+    obj = load_checkpoint(path)
+    if isinstance(obj, dict) and "expression_predictor" in obj:
+        if audio_encoder is None:
+            raise ValueError(f"{path} is a lac.pth without an audio encoder; give audio_encoder= its file as well")
+        return load_lac(path).predictor, load_audio_encoder(audio_encoder)
+    if not isinstance(obj, dict) or "state_dict" not in obj or "hyper_parameters" not in obj:
+        raise ValueError(f"{path} is neither an ExpressionTask checkpoint nor a lac.pth")
+    hparams = {k: v for k, v in obj["hyper_parameters"].items() if not k.startswith("_")}  # LightningCLI's own keys
+    task = ExpressionTask(**hparams)
+    task.load_state_dict(obj["state_dict"])
+    return task.predictor, task.audio_encoder
+
+
+def _keypoints(kp: torch.Tensor, exp, pitch, yaw, roll, scale, t) -> torch.Tensor:
+    """Driven keypoints ``(N, 21, 3)`` from flattened per-frame motion."""
+    return transform_keypoints(kp, rotation_matrix(pitch, yaw, roll), exp, scale, t)
+
+
+class LipRefinerTask(BaseTask):
+    """Refine the predicted lip keypoints for lip sync.
+
+    Args:
+        expression: the trained expression stage: an ``ExpressionTask`` checkpoint or a release ``lac.pth``.
+        weights: the weights root holding LivePortrait (``liveportrait/``) and, by default, the SyncNet expert
+            (``wav2lip/lipsync_expert.pth``).
+        syncnet: Wav2Lip's ``lipsync_expert.pth`` if not under ``weights``.
+        audio_encoder: the audio encoder file, needed only with a ``lac.pth``.
+        liveportrait_size: sizes of the LivePortrait files (``tiny`` is for tests).
+        sync_weight, keypoint_weight, correction_weight: weights of the three losses.
+        noise_std: Gaussian noise added to the refiner's input in training.
+        lr, weight_decay: Adam.
+    """
+
+    def __init__(
+        self,
+        expression: str,
+        weights: str,
+        syncnet: str | None = None,
+        audio_encoder: str | None = None,
+        liveportrait_size: Literal["official", "tiny"] = "official",
+        sync_weight: float = 0.1,
+        keypoint_weight: float = 1.0,
+        correction_weight: float = 0.1,
+        noise_std: float = 0.002,
+        lr: float = 1e-4,
+        weight_decay: float = 0.0,
+    ) -> None:
+        super().__init__(lr=lr, weight_decay=weight_decay)
+        self.strict_loading = False  # checkpoints leave out LivePortrait and SyncNet (see on_save_checkpoint)
+
+    def configure_models(self) -> None:
+        from pctalk.keypoints.config import LivePortraitConfig
+        from pctalk.keypoints.liveportrait import load_liveportrait
+        from pctalk.weights.registry import resolve
+
+        hp = self.hparams
+        predictor, encoder = load_expression_stage(hp["expression"], hp.get("audio_encoder"))
+        self.predictor = predictor.requires_grad_(False).eval()
+        self.audio_encoder = encoder.requires_grad_(False).eval()
+        config = LivePortraitConfig.tiny() if hp.get("liveportrait_size") == "tiny" else LivePortraitConfig()
+        self.liveportrait = load_liveportrait(hp["weights"], config=config, require_stitching=False)
+        syncnet = hp.get("syncnet") or resolve("wav2lip.lipsync_expert", Path(hp["weights"]))
+        self.syncnet = load_syncnet(syncnet)
+        self.refiner = LipRefiner(len(LIPS) * 3, self.audio_encoder.out_dim)
+
+    #: frozen networks loaded from their own files: kept out of checkpoints
+    FROZEN_FROM_FILES = ("liveportrait.", "syncnet.")
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint["state_dict"]
+        for key in [k for k in state if k.startswith(self.FROZEN_FROM_FILES)]:
+            del state[key]
+        checkpoint["pctalk"] = {"predictor_config": asdict(PredictorConfig.of(self.predictor))}
+
+    def train(self, mode: bool = True) -> LipRefinerTask:
+        super().train(mode)
+        for frozen in (self.predictor, self.audio_encoder, self.syncnet):  # LivePortrait keeps itself in eval
+            frozen.eval()
+        return self
+
+    def step(self, batch: dict[str, Any], train: bool) -> dict[str, torch.Tensor]:
+        """All losses of one batch of windows (W >= 5 frames)."""
+        hp = self.hparams
+        b, w = batch["target"].shape[:2]
+        if w < SYNC_FRAMES:
+            raise ValueError(f"the lip refiner needs windows of at least {SYNC_FRAMES} frames, got {w}")
+        with torch.no_grad():
+            feat = audio_features(batch, self.audio_encoder)
+            deformation = self.predictor.generate(feat, batch["style"]).view(b * w, len(LIPS), 3)
+        flat = {k: batch[k].flatten(0, 1) for k in ("exp", "pitch", "yaw", "roll", "t", "scale")}
+        kp = batch["kp"].repeat_interleave(w, dim=0)
+        ground_truth = _keypoints(kp, **flat)  # (B*W, 21, 3)
+        no_lips = flat["exp"].clone()
+        no_lips[:, list(LIPS)] = 0
+        lips_in = _keypoints(kp, **{**flat, "exp": no_lips})[:, list(LIPS)] + deformation
+        if train and hp.get("noise_std", 0):
+            lips_in = lips_in + hp["noise_std"] * torch.randn_like(lips_in)
+        refined = self.refiner(lips_in.view(b, w, -1), feat).view(b * w, len(LIPS), 3)
+        mask = batch["mask"].flatten()[:, None, None].float()
+        keypoint = ((refined - ground_truth[:, list(LIPS)]).abs() * mask).sum() / (mask.sum() * refined[0].numel())
+        correction = (refined - lips_in).abs().mean()
+        sync = self.sync_loss(batch, ground_truth, refined, b, w)
+        loss = hp.get("sync_weight", 0.1) * sync + hp.get("keypoint_weight", 1.0) * keypoint
+        loss = loss + hp.get("correction_weight", 0.1) * correction
+        return {"loss": loss, "sync": sync, "keypoint_l1": keypoint, "correction": correction}
+
+    def sync_loss(
+        self, batch: dict[str, Any], ground_truth: torch.Tensor, refined: torch.Tensor, b: int, w: int
+    ) -> torch.Tensor:
+        """SyncNet loss of the first five frames rendered with the refined lips from the reference crop."""
+        lp = self.liveportrait
+        size = lp.config.input_size
+        ref = (
+            batch["ref"]
+            if batch["ref"].shape[-1] == size
+            else F.interpolate(batch["ref"], size=(size, size), mode="area")
+        )
+        feature = lp.appearance(ref)
+        source = _keypoints(
+            batch["kp"], **{k: batch[f"ref_{k}"] for k in ("exp", "pitch", "yaw", "roll", "t", "scale")}
+        )
+        driven = ground_truth.view(b, w, 21, 3)[:, :SYNC_FRAMES].clone()
+        driven[:, :, list(LIPS)] = refined.view(b, w, len(LIPS), 3)[:, :SYNC_FRAMES]
+        n = SYNC_FRAMES
+        render = lp.warp_decode(
+            feature.repeat_interleave(n, 0), source.repeat_interleave(n, 0), driven.flatten(0, 1)
+        )  # (B * 5, 3, S, S)
+        x1, y1, x2, y2 = face_box(render.shape[-1])
+        faces = render[:, :, max(0, y1) : y2, max(0, x1) : x2]
+        faces = F.interpolate(faces, size=(96, 96), mode="bilinear", align_corners=False, antialias=True)
+        return self.syncnet.sync_loss(faces.view(b, n, 3, 96, 96), batch["mel"][:, 0])
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        losses = self.step(batch, train=True)
+        self.log_dict({f"train/{k}": v for k, v in losses.items()}, prog_bar=True, batch_size=len(batch["target"]))
+        return losses["loss"]
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        losses = self.step(batch, train=False)
+        self.log_dict({f"val/{k}": v for k, v in losses.items()}, sync_dist=True, batch_size=len(batch["target"]))

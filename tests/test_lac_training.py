@@ -1,0 +1,220 @@
+"""LAC's training stages on the synthetic corpus: data module, ExpressionTask, LipRefinerTask, export, DDP, resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from lightning.pytorch import Trainer, seed_everything
+
+from conftest import CONF
+from pctalk.audio.encoder import load_audio_encoder
+from pctalk.audio.syncnet import SyncNet
+from pctalk.cli import main
+from pctalk.data import ShardDataModule
+from pctalk.data.examples import clip_example
+from pctalk.data.pipeline import rank_shards
+from pctalk.models.lac import load_lac
+from pctalk.tasks import ExpressionTask, LipRefinerTask
+from pctalk.tasks.export import export
+
+TINY = {"n_styles": 2, "d_model": 32, "n_heads": 4, "ff_dim": 64, "audio_encoder_width": 0.125}
+
+
+def _fit_args(corpus: Path, root_dir: Path, *extra: str) -> list[str]:
+    return [
+        "fit",
+        "-c",
+        str(CONF / "expression_tiny.yaml"),
+        f"--data.init_args.root={corpus}",
+        f"--trainer.default_root_dir={root_dir}",
+        *extra,
+    ]
+
+
+def test_examples_windows_and_targets(synthetic_corpus: Path) -> None:
+    import random
+
+    import webdataset as wds
+
+    from pctalk.data.schema import decode_sample
+
+    clip = decode_sample(
+        next(iter(wds.WebDataset(str(synthetic_corpus / "train-j000-000000.tar"), shardshuffle=False)))
+    )
+    n = clip.meta.n_frames
+    example = clip_example(clip, window=20, rng=random.Random(0), audio="mel")
+    assert example["target"].shape == (20, 18) and example["mel"].shape == (20, 1, 80, 16)
+    assert example["mask"].all() and example["style"].dtype == torch.int64
+    first = clip_example(clip, window=20)
+    expected = clip.motion.scale[:20, :, None] * clip.motion.exp[:20, [6, 12, 14, 17, 19, 20]]
+    torch.testing.assert_close(first["target"], torch.from_numpy(expected.reshape(20, 18)))
+    long = clip_example(clip, window=n + 10, audio="mel", target="all", with_reference=True)
+    assert long["target"].shape == (n + 10, 63) and long["mask"].sum() == n  # padded past the end
+    assert (
+        long["ref"].shape == (3, 256, 256) and long["ref_exp"].shape == (21, 3) and long["exp"].shape == (n + 10, 21, 3)
+    )
+    with pytest.raises(ValueError, match="no audio_feat"):
+        clip_example(clip, 20, audio="feat")
+
+
+def test_data_module_batches_and_filters(synthetic_corpus: Path) -> None:
+    dm = ShardDataModule(
+        str(synthetic_corpus), window=20, batch_size=4, audio="mel", emotions=["neutral"], samples_per_epoch=16
+    )
+    batches = list(dm.train_dataloader())
+    assert len(batches) == 4  # 16 samples / 4 per batch, one rank
+    assert all(b["target"].shape == (4, 20, 18) and b["mel"].shape == (4, 20, 1, 80, 16) for b in batches)
+    assert all(int(e) == 0 for b in batches for e in b["emotion"])  # neutral only
+    import webdataset as wds
+
+    from pctalk.data.schema import decode_sample
+
+    val_urls = [str(synthetic_corpus / n) for n in (synthetic_corpus / "val.txt").read_text().split()]
+    neutral = {
+        c.key for c in map(decode_sample, wds.WebDataset(val_urls, shardshuffle=False)) if c.meta.emotion == "neutral"
+    }
+    keys = [k for b in dm.val_dataloader() for k in b["key"]]
+    assert sorted(keys) == sorted(neutral) and neutral  # every neutral validation clip, once
+
+
+def test_too_few_shards_for_ranks_and_workers() -> None:
+    with pytest.raises(ValueError, match="need at least 8"):
+        rank_shards([f"s{i}.tar" for i in range(5)], rank=0, world_size=2, workers=4)
+    assert rank_shards(["a", "b", "c", "d"], rank=1, world_size=2) == ["b", "d"]
+    assert rank_shards(["a"], rank=1, world_size=2, train=False) == ["a"]  # validation: every rank evaluates
+
+
+def test_overfits_a_single_batch(synthetic_corpus: Path) -> None:
+    import webdataset as wds
+
+    from pctalk.data.pipeline import collate
+    from pctalk.data.schema import decode_sample
+
+    seed_everything(0)
+    clips = [
+        decode_sample(s) for s in wds.WebDataset(str(synthetic_corpus / "train-j000-000000.tar"), shardshuffle=False)
+    ]
+    batch = collate([clip_example(c, window=20, audio="mel") for c in clips[:2]])
+    task = ExpressionTask(**TINY, dropout=0.0, lr=3e-3)
+    optimiser = task.configure_optimizers()
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, 300)
+    task.train()
+    feat = lambda: task.audio_encoder(batch["mel"].flatten(0, 1)).view(2, 20, -1)  # noqa: E731
+    losses = []
+    for _ in range(300):
+        loss = (task.predictor(feat(), batch["style"], batch["target"]) - batch["target"]).abs().mean()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        losses.append(loss.item())
+    baseline = batch["target"].abs().mean().item()  # the zero-initialised model's loss
+    assert losses[0] == pytest.approx(baseline, rel=1e-4)
+    assert min(losses[-10:]) < 0.02 * baseline, (losses[0], losses[-1], baseline)
+
+
+@pytest.fixture(scope="module")
+def trained(synthetic_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny ExpressionTask fitted for one epoch through the CLI; returns its run directory."""
+    root = tmp_path_factory.mktemp("expression_run")
+    assert main(_fit_args(synthetic_corpus, root)) == 0
+    return root
+
+
+def test_fit_writes_a_checkpoint_and_config(trained: Path) -> None:
+    assert (trained / "config.yaml").is_file()
+    (ckpt,) = trained.glob("checkpoints/*.ckpt")
+    obj = torch.load(ckpt, weights_only=True)
+    assert obj["pctalk"]["predictor_config"]["d_model"] == 32
+    assert obj["global_step"] == 4  # 16 samples per epoch, 4 per batch, 1 epoch
+
+
+def test_export_to_the_release_layout_and_back(trained: Path, tmp_path: Path) -> None:
+    (ckpt,) = trained.glob("checkpoints/*.ckpt")
+    assert main(["export", "--checkpoint", str(ckpt), "--out", str(tmp_path / "release")]) == 0
+    lac = load_lac(tmp_path / "release" / "lac.pth")
+    encoder = load_audio_encoder(tmp_path / "release" / "audio_encoder.pth")
+    task = ExpressionTask(**TINY)
+    task.load_state_dict(torch.load(ckpt, weights_only=True)["state_dict"])
+    task.eval()
+    mel = torch.randn(6, 1, 80, 16)
+    torch.testing.assert_close(encoder(mel), task.audio_encoder(mel), atol=0, rtol=0)
+    feat = task.audio_encoder(mel)[None]
+    torch.testing.assert_close(
+        lac.predictor.generate(feat, torch.tensor([1])), task.predictor.generate(feat, torch.tensor([1]))
+    )
+    assert lac.refiner is None
+    assert export(ckpt, tmp_path / "again") == 0
+
+
+def test_refiner_task_runs_end_to_end(
+    trained: Path, synthetic_corpus: Path, liveportrait_weights: Path, tmp_path: Path
+) -> None:
+    syncnet = liveportrait_weights / "wav2lip" / "lipsync_expert.pth"
+    syncnet.parent.mkdir(parents=True)
+    torch.save({"state_dict": SyncNet().state_dict(), "global_step": 0}, syncnet)
+    (ckpt,) = trained.glob("checkpoints/*.ckpt")
+    task = LipRefinerTask(expression=str(ckpt), weights=str(liveportrait_weights), liveportrait_size="tiny", lr=1e-3)
+    dm = ShardDataModule(
+        str(synthetic_corpus), window=5, batch_size=2, audio="mel", with_reference=True, samples_per_epoch=4
+    )
+    before = task.refiner.linear.weight.clone()
+    trainer = Trainer(accelerator="cpu", max_steps=2, limit_val_batches=1, logger=False, enable_progress_bar=False,
+                      enable_model_summary=False, default_root_dir=tmp_path, num_sanity_val_steps=0)  # fmt: skip
+    trainer.fit(task, datamodule=dm)
+    assert trainer.global_step == 2
+    assert not torch.equal(task.refiner.linear.weight, before)  # the refiner learned
+    assert trainer.callback_metrics["val/sync"] > 0
+    saved = torch.load(next(tmp_path.rglob("*.ckpt")), weights_only=True)
+    assert not any(k.startswith(("liveportrait.", "syncnet.")) for k in saved["state_dict"])  # frozen parts left out
+    out = tmp_path / "release"
+    export(next(tmp_path.rglob("*.ckpt")), out)
+    assert load_lac(out / "lac.pth").refiner is not None
+
+
+@pytest.mark.ddp
+def test_two_process_ddp_fit_sees_disjoint_keys_and_equal_batches(
+    ddp_fit, log_dir: Path, synthetic_corpus: Path
+) -> None:
+    ddp_fit(
+        [
+            "-c", str(CONF / "expression_tiny.yaml"), f"--data.init_args.root={synthetic_corpus}",
+            "--data.init_args.samples_per_epoch=32", "--trainer.max_epochs=2",
+            "--trainer.callbacks+=toy_tasks.KeyRecorder",
+        ]
+    )  # fmt: skip
+    records = [json.loads((log_dir / "keys" / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert records[0]["batches"] == records[1]["batches"] == 2 * 4  # 32 samples / (2 ranks x 4) per epoch
+    keys = [set(r["keys"]) for r in records]
+    assert keys[0] and keys[1] and keys[0].isdisjoint(keys[1])
+    assert len(list((log_dir / "checkpoints").glob("*.ckpt"))) >= 1
+
+
+def test_resume_from_a_mid_epoch_checkpoint_continues_the_step_count(synthetic_corpus: Path, tmp_path: Path) -> None:
+    every = [
+        "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
+        "--trainer.callbacks.every_n_train_steps=3",
+        "--trainer.callbacks.save_top_k=-1",
+        "--trainer.max_epochs=-1",
+    ]
+    first = tmp_path / "first"
+    assert (
+        main(
+            _fit_args(synthetic_corpus, first, "--trainer.max_steps=3", *every, "--data.init_args.samples_per_epoch=32")
+        )
+        == 0
+    )
+    (ckpt,) = [p for p in first.rglob("*.ckpt") if "step=3" in p.name]
+    assert torch.load(ckpt, weights_only=True)["global_step"] == 3  # epoch 0 has 8 batches: this is mid-epoch
+    resumed = tmp_path / "resumed"
+    args = _fit_args(
+        synthetic_corpus, resumed, "--trainer.max_steps=6", *every, "--data.init_args.samples_per_epoch=32"
+    )
+    args += ["--trainer.callbacks+=toy_tasks.KeyRecorder", f"--ckpt_path={ckpt}"]
+    assert main(args) == 0
+    record = json.loads((resumed / "keys" / "rank0.json").read_text())
+    assert record["batches"] == 3  # only the missing steps ran
+    assert any("step=6" in p.name for p in resumed.rglob("*.ckpt"))
