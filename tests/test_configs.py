@@ -21,8 +21,8 @@ def _stack(path: Path) -> list[str]:
 
 def test_configs_exist() -> None:
     names = {p.relative_to(REPO / "experiments").as_posix() for p in CONFIGS}
-    assert {"lac/expression.yaml", "lac/refiner.yaml", "quickstart/expression.yaml"} <= names
-    for config in ("lac/expression.yaml", "lac/refiner.yaml"):  # every real stage has a debug twin
+    assert {"lac/expression.yaml", "lac/refiner.yaml", "emc/emotion.yaml", "quickstart/expression.yaml"} <= names
+    for config in ("lac/expression.yaml", "lac/refiner.yaml", "emc/emotion.yaml"):  # every stage has a debug twin
         assert config.replace(".yaml", "_debug.yaml") in names
 
 

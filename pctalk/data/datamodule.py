@@ -28,6 +28,7 @@ class ShardDataModule(BaseDataModule):
         target: ``lips`` (D, 18 values per frame) or ``all`` keypoints (63).
         with_reference: also load the reference crop and motion the lip refiner renders from.
         emotions: train and validate only on clips of these emotions (e.g. ``[neutral]`` for LAC); all if unset.
+        extras: inputs of the learned emotion sources to add (``raw_audio``, ``reference_exp``, ``text``).
         samples_per_epoch: examples per epoch over all ranks (default: the number of training clips).
         shuffle_buffer: training samples held for shuffling in each worker.
         synthesize_if_missing: if ``root`` has no shards, write the synthetic corpus of this many clips there
@@ -46,6 +47,7 @@ class ShardDataModule(BaseDataModule):
         target: Literal["lips", "all"] = "lips",
         with_reference: bool = False,
         emotions: list[str] | None = None,
+        extras: list[str] | None = None,
         samples_per_epoch: int | None = None,
         shuffle_buffer: int = 64,
         synthesize_if_missing: int = 0,
@@ -56,6 +58,7 @@ class ShardDataModule(BaseDataModule):
         self.roots = [Path(p.strip()) for p in str(root).split(",") if p.strip()]
         self.window, self.audio, self.target, self.with_reference = window, audio, target, with_reference
         self.emotions = None if emotions is None else tuple(emotions)
+        self.extras = tuple(extras or ())
         self.samples_per_epoch, self.shuffle_buffer, self.seed = samples_per_epoch, shuffle_buffer, seed
         self.synthesize_if_missing, self.synthetic_identities = synthesize_if_missing, synthetic_identities
 
@@ -94,6 +97,7 @@ class ShardDataModule(BaseDataModule):
             target=self.target,
             with_reference=self.with_reference,
             emotions=self.emotions,
+            extras=self.extras,
             train=train,
         )
 
@@ -117,7 +121,7 @@ class ShardDataModule(BaseDataModule):
         return wds.WebLoader(pipeline, batch_size=None, num_workers=workers)
 
 
-def _example(clip, rng, window, audio, target, with_reference, emotions, train):  # picklable for spawned workers
+def _example(clip, rng, window, audio, target, with_reference, emotions, extras, train):  # picklable for workers
     if emotions is not None and clip.meta.emotion not in emotions:
         return None
-    return clip_example(clip, window, rng if train else None, audio, target, with_reference)
+    return clip_example(clip, window, rng if train else None, audio, target, with_reference, extras)

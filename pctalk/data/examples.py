@@ -38,6 +38,7 @@ def clip_example(
     audio: str = "auto",
     target: str = "lips",
     with_reference: bool = False,
+    extras: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """One example of ``window`` frames from ``clip``.
 
@@ -49,6 +50,9 @@ def clip_example(
         target: ``"lips"`` (``D``, 18 values per frame) or ``"all"`` (63).
         with_reference: also return what rendering needs: the reference crop, the window's motion and the
             reference frame's motion (the lip refiner's stage).
+        extras: any of ``raw_audio`` (the window's 16 kHz samples, ``(W * 640,)``), ``reference_exp`` (the
+            expression ``(W, 21, 3)`` of another window of the clip: a reference video of the same emotion) and
+            ``text`` (the clip's transcript, when its metadata has one): the inputs of the learned emotion sources.
 
     Returns:
         tensors ``target (W, 18|63)``, ``mask (W,)``, ``mel`` or ``audio_feat``, ``style``, ``emotion``, ``level``
@@ -79,6 +83,17 @@ def clip_example(
     if not use_feat or with_reference:  # the lip refiner's sync loss needs the mel windows too
         windows = frame_windows(torch.from_numpy(clip.mel), n).numpy()
         out["mel"] = torch.from_numpy(_window(windows, start, window))
+    unknown = set(extras) - {"raw_audio", "reference_exp", "text"}
+    if unknown:
+        raise ValueError(f"unknown extras {sorted(unknown)}; choose from raw_audio, reference_exp, text")
+    if "raw_audio" in extras:
+        spf = len(clip.audio) // n
+        out["raw_audio"] = torch.from_numpy(_window(clip.audio.reshape(n, spf), start, window).reshape(-1))
+    if "reference_exp" in extras:
+        other = rng.randrange(max(1, n - window + 1)) if rng is not None else max(0, n - window)
+        out["reference_exp"] = torch.from_numpy(_window(m.exp, other, window))
+    if "text" in extras:
+        out["text"] = str(clip.meta.extra.get("text", ""))
     if with_reference:
         for name in ("exp", "pitch", "yaw", "roll", "t", "scale"):
             out[name] = torch.from_numpy(_window(getattr(m, name), start, window))

@@ -1,7 +1,8 @@
 """Training tasks: thin LightningModules over the networks in :mod:`pctalk.models`."""
 
 from pctalk.tasks.base import BaseTask
+from pctalk.tasks.emotion import EmotionTask
 from pctalk.tasks.expression import ExpressionTask
 from pctalk.tasks.refiner import LipRefinerTask
 
-__all__ = ["BaseTask", "ExpressionTask", "LipRefinerTask"]
+__all__ = ["BaseTask", "EmotionTask", "ExpressionTask", "LipRefinerTask"]

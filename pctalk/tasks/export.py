@@ -1,4 +1,4 @@
-"""``pctalk export``: a training checkpoint to the release layout (``lac.pth`` and ``audio_encoder.pth``)."""
+"""``pctalk export``: a training checkpoint to the release layout (``lac.pth`` / ``emc.pth``, ``audio_encoder.pth``)."""
 
 from __future__ import annotations
 
@@ -27,8 +27,11 @@ def export(checkpoint: Path, out: Path, format: Literal["pctalk-release"] = "pct
     """
     ckpt = load_checkpoint(checkpoint)
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "pctalk" not in ckpt:
-        raise ValueError(f"{checkpoint} is not a checkpoint of an ExpressionTask or LipRefinerTask run")
+        raise ValueError(f"{checkpoint} is not a checkpoint of an ExpressionTask, LipRefinerTask or EmotionTask run")
     state = ckpt["state_dict"]
+    out = Path(out)
+    if "emotion_config" in ckpt["pctalk"]:
+        return _export_emc(ckpt, state, checkpoint, out)
     predictor = PredictorConfig(**ckpt["pctalk"]["predictor_config"]).build()
     load_state_dict_strict(predictor, _part(state, "predictor."), checkpoint)
     refiner = None
@@ -36,11 +39,35 @@ def export(checkpoint: Path, out: Path, format: Literal["pctalk-release"] = "pct
         weight = state["refiner.linear.weight"]
         refiner = LipRefiner(weight.shape[0], weight.shape[1] - weight.shape[0])
         load_state_dict_strict(refiner, _part(state, "refiner."), checkpoint)
-    out = Path(out)
     lac = save_lac(out / "lac.pth", predictor, refiner)
     encoder = save_checkpoint(
         {f"audio_encoder.{k}": v for k, v in _part(state, "audio_encoder.audio_encoder.").items()},
         out / "audio_encoder.pth",
     )
     print(f"wrote {lac} ({'predictor and refiner' if refiner else 'predictor'}) and {encoder}")
+    return 0
+
+
+def _export_emc(ckpt: dict, state: dict, checkpoint: Path, out: Path) -> int:
+    """An EmotionTask checkpoint -> OUT/emc.pth (and the audio encoder it was trained with)."""
+    from torch import nn
+
+    from pctalk.models.emc import EmotionConfig, save_emc
+
+    config = EmotionConfig(**ckpt["pctalk"]["emotion_config"])
+    predictor = load_state_dict_strict(config.build(), _part(state, "predictor."), checkpoint)
+    classifier = load_state_dict_strict(
+        nn.Linear(config.d_model, config.n_emotions), _part(state, "emotion_classifier."), checkpoint
+    )
+    sources = {name: _part(state, f"source_modules.{name}.") for name in ckpt["pctalk"]["sources"] if name != "label"}
+    hparams = ckpt.get("hyper_parameters", {})
+    folders = {"audio": hparams.get("wav2vec2"), "text": hparams.get("text_encoder")}
+    emc = save_emc(
+        out / "emc.pth", predictor, config, classifier, sources, {k: str(v) for k, v in folders.items() if v}
+    )
+    encoder = save_checkpoint(
+        {f"audio_encoder.{k}": v for k, v in _part(state, "audio_encoder.audio_encoder.").items()},
+        out / "audio_encoder.pth",
+    )
+    print(f"wrote {emc} and {encoder}")
     return 0
