@@ -25,12 +25,12 @@ import torch
 
 from data_prep.sources import ClipSource, enumerate_clips
 from data_prep.splits import assign_splits, load_split_file, write_splits
-from data_prep.video import VideoError, VideoReader
 from pctalk.audio.io import AudioLoadError, SilentAudioError, ensure_audible, load_audio
 from pctalk.audio.mel import fit_to_frames, frame_windows, melspectrogram, samples_per_frame
 from pctalk.data.schema import Clip, ClipMeta, ClipMotion
 from pctalk.data.writer import ShardSink, write_index
 from pctalk.keypoints.crop import FaceCropper, FaceNotFoundError
+from pctalk.media import VideoError, VideoReader
 
 __all__ = ["BuildModels", "SkipClip", "build", "job_slice", "process_clip"]
 

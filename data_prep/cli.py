@@ -34,11 +34,18 @@ def _augment():
     return augment_command
 
 
+def _pose_templates():
+    from data_prep.pose_templates import pose_templates_command
+
+    return pose_templates_command
+
+
 #: The verbs of ``pctalk-data``; each data preparation stage registers here.
 VERBS: dict[str, Verb] = {
     "build": Verb("raw HDTF / MEAD / augmented / folder clips -> WebDataset shards", _build),
     "augment": Verb("new identities by LivePortrait reenactment with HDTF train drivers, SyncNet-filtered", _augment),
     "inspect": Verb("counts per split / dataset / emotion, hours, and a decode check of every sample", _inspect),
+    "pose-templates": Verb("head-pose templates from real clips, for image-driven generation", _pose_templates),
     "synth": Verb("the offline synthetic corpus (real speech, invented motion) for tests and the quickstart", _synth),
 }
 

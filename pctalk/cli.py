@@ -38,8 +38,17 @@ def _export() -> Any:
     return export
 
 
+def _generate() -> Any:
+    from pctalk.inference.cli import generate_main
+
+    return generate_main
+
+
 #: Non-training verbs; each feature that adds a verb registers it here.
 TOOL_VERBS: dict[str, Verb] = {
+    "generate": Verb(
+        "audio or text + a face image or video -> a talking-face video (pctalk generate --help)", _generate, raw=True
+    ),
     "weights": Verb("inspect pretrained files: pctalk weights check --root DIR [--strict]", _weights),
     "export": Verb("a training checkpoint to the release layout: pctalk export --checkpoint X.ckpt --out DIR", _export),
 }

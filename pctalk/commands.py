@@ -24,10 +24,12 @@ Commands = Callable[..., Any] | Mapping[str, Any]
 
 @dataclass(frozen=True)
 class Verb:
-    """A top-level verb: one line of help and a function returning its commands (imported lazily)."""
+    """A top-level verb: one line of help and a function returning its commands (imported lazily). A ``raw`` verb's
+    function receives the remaining arguments itself (for command lines jsonargparse cannot express)."""
 
     help: str
     commands: Callable[[], Commands]
+    raw: bool = False
 
 
 def _summary(fn: Callable[..., Any]) -> str:
@@ -154,4 +156,7 @@ def dispatch(prog: str, verbs: Mapping[str, Verb], args: Sequence[str], help_tex
     if args[0] not in verbs:
         print(f"{prog}: unknown verb {args[0]!r}\n\n{help_text}", file=sys.stderr)
         return 2
-    return run_commands(verbs[args[0]].commands(), args[1:], prog=f"{prog} {args[0]}")
+    verb = verbs[args[0]]
+    if verb.raw:
+        return verb.commands()(list(args[1:]))
+    return run_commands(verb.commands(), args[1:], prog=f"{prog} {args[0]}")

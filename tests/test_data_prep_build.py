@@ -17,10 +17,10 @@ from raw_media import SENTENCES, hdtf_dataset, mead_dataset, speech, talking_vid
 
 from conftest import offline_env
 from data_prep.build import BuildModels, build, job_slice
-from data_prep.video import VideoReader
 from pctalk.data.schema import SCHEMA_VERSION, SchemaError, decode_sample, encode_sample
 from pctalk.data.writer import read_manifests
 from pctalk.keypoints.crop import FaceCropper
+from pctalk.media import VideoReader
 
 
 @pytest.fixture

@@ -63,6 +63,15 @@ def test_tts_phonemes(speech) -> None:
     assert all(a.end == b.start for a, b in zip(speech.phonemes, speech.phonemes[1:]))
 
 
+def test_tts_is_deterministic() -> None:
+    """eSpeak keeps state between syntheses; each call starts afresh, so the same input gives the same samples."""
+    first = synthesize("Fresh bread smells wonderful.")
+    synthesize("Something else in between, faster.", rate=250)
+    again = synthesize("Fresh bread smells wonderful.")
+    assert torch.equal(first.wav, again.wav)
+    assert first.phonemes == again.phonemes
+
+
 def test_tts_rate_and_sample_rate() -> None:
     slow = synthesize("one two three four five", rate=100)
     fast = synthesize("one two three four five", rate=300)

@@ -62,7 +62,7 @@ def encode_windows(
     with autocast:
         width = getattr(encoder, "out_dim", 512)
         out = [encoder(chunk).float() for chunk in flat.split(batch_size)] if len(flat) else [flat.new_zeros(0, width)]
-    return torch.cat(out).reshape(*lead, 512)
+    return torch.cat(out).reshape(*lead, out[0].shape[-1])
 
 
 def _audio_state_dict(obj: object, path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:

@@ -88,10 +88,14 @@ class Speech:
 
 
 class _Espeak:
-    """The process-wide eSpeak NG library (it keeps global state, so calls are serialised)."""
+    """One fresh load of the eSpeak NG library.
+
+    eSpeak keeps state between syntheses (noise generators, timing accumulators: the same text comes out a few
+    samples longer each time), so every :func:`synthesize` loads the library afresh and unloads it afterwards,
+    which makes its output identical for identical input (about 4 ms per load). Calls are serialised.
+    """
 
     _lock = threading.Lock()
-    _instance: _Espeak | None = None
 
     def __init__(self) -> None:
         import espeakng_loader
@@ -123,11 +127,12 @@ class _Espeak:
         self._callback = _Callback(self._on_audio)  # keep a reference: eSpeak calls it from C
         self.lib.espeak_SetSynthCallback(self._callback)
 
-    @classmethod
-    def get(cls) -> _Espeak:
-        if cls._instance is None:
-            cls._instance = cls()
-        return cls._instance
+    def close(self) -> None:
+        """Terminate eSpeak and unload the library, so the next load starts from a clean state."""
+        import _ctypes
+
+        self.lib.espeak_Terminate()
+        _ctypes.dlclose(self.lib._handle)
 
     def _on_audio(self, wav, n: int, events) -> int:
         if wav and n > 0:
@@ -169,9 +174,12 @@ def synthesize(text: str, voice: str = "en", rate: int | None = None, sample_rat
     if not text.strip():
         raise ValueError("synthesize needs some text to speak, got an empty string")
     with _Espeak._lock:
-        engine = _Espeak.get()
-        samples, events = engine.synth(text, voice, rate)
-        native_rate = engine.sample_rate
+        engine = _Espeak()
+        try:
+            samples, events = engine.synth(text, voice, rate)
+            native_rate = engine.sample_rate
+        finally:
+            engine.close()
     wav = torch.from_numpy(samples.astype(np.float32) / 32768.0)
     rate_out = sample_rate or native_rate
     wav = resample(wav, native_rate, rate_out)

@@ -17,8 +17,9 @@ import torch
 
 from pctalk.keypoints.regions import region as region_indices
 from pctalk.models.emotion_predictor import EmotionPredictor
+from pctalk.models.windows import predict_windows
 
-__all__ = ["DEFAULT_INTENSITY", "EmotionTerm", "compose", "pure_emotion", "replace_region"]
+__all__ = ["DEFAULT_INTENSITY", "EmotionTerm", "compose", "pure_emotion", "pure_emotions", "replace_region"]
 
 #: Intensity used when a term names none.
 DEFAULT_INTENSITY = 0.5
@@ -34,12 +35,42 @@ def _is_neutral(emotion: torch.Tensor, n_emotions: int) -> torch.Tensor:
     return (emotion == neutral).all(-1)
 
 
+def pure_emotions(
+    predictor: EmotionPredictor,
+    audio: torch.Tensor,
+    embeddings: torch.Tensor,
+    style: torch.Tensor,
+    window: int | None = None,
+) -> torch.Tensor:
+    """The pure emotional deformations of several emotions for one clip, in one batched pass (the neutral branch
+    computed once): ``CPred(audio, e_k) - CPred(audio, neutral)`` for each embedding ``e_k``.
+
+    Args:
+        audio: ``(1, T, A)`` audio features.
+        embeddings: ``(K, d)`` emotion embeddings.
+        style: ``(1,)`` style index or ``(1, n_styles)`` code.
+        window: predict over overlapping windows of this many frames (inference); ``None``: the whole clip at once.
+
+    Returns:
+        ``(K, T, 21, 3)`` in ``s * exp`` units.
+    """
+    k, t = len(embeddings), audio.shape[1]
+    neutral = predictor.embed(torch.tensor([NEUTRAL], device=audio.device))
+    rows = torch.cat([embeddings, neutral])
+    audio_k, style_k = audio.expand(k + 1, -1, -1), style.expand(k + 1, *style.shape[1:])
+    if window is None:
+        out = predictor.generate(audio_k, style_k, rows)
+    else:
+        out = predict_windows(lambda a, warm: predictor.generate(a, style_k, rows, warm), audio_k, window)
+    return (out[:k] - out[k:]).view(k, t, 21, 3)
+
+
 def pure_emotion(
     predictor: EmotionPredictor,
     audio: torch.Tensor,
     emotion: torch.Tensor,
     style: torch.Tensor,
-    warm_start: tuple[torch.Tensor, torch.Tensor] | None = None,
+    window: int | None = None,
 ) -> torch.Tensor:
     """The pure emotional deformation ``CPred(audio, emotion) - CPred(audio, neutral)``.
 
@@ -48,21 +79,19 @@ def pure_emotion(
         audio: ``(B, T, A)`` audio features.
         emotion: labels ``(B,)``, codes ``(B, 8)`` (soft mixes allowed), or embeddings ``(B, d)`` from a source.
         style: ``(B,)`` style indices or ``(B, n_styles)`` codes.
-        warm_start: previous window's tails ``(emotional, neutral)`` of ``(B, K, 63)`` each.
+        window: predict over overlapping windows of this many frames (inference), both branches warm-started
+            alike; ``None`` predicts the whole sequence at once.
 
     Returns:
         ``(B, T, 21, 3)`` in ``s * exp`` units; exactly zero for neutral labels.
     """
-    b, t = audio.shape[:2]
+    b = audio.shape[0]
     d = predictor.emotion_embedding.out_features
     is_embedding = emotion.is_floating_point() and emotion.ndim == 2 and emotion.shape[-1] == d
     embedding = emotion if is_embedding else predictor.embed(emotion)
-    neutral = predictor.embed(torch.full((b,), NEUTRAL, dtype=torch.long, device=audio.device))
-    warm = None if warm_start is None else torch.cat(warm_start)
-    both = predictor.generate(
-        torch.cat([audio, audio]), torch.cat([style, style]), torch.cat([embedding, neutral]), warm
+    deformation = torch.cat(
+        [pure_emotions(predictor, audio[i : i + 1], embedding[i : i + 1], style[i : i + 1], window) for i in range(b)]
     )
-    deformation = (both[:b] - both[b:]).view(b, t, 21, 3)
     if not is_embedding:
         deformation = deformation.masked_fill(_is_neutral(emotion, predictor.n_emotions)[:, None, None, None], 0.0)
     return deformation

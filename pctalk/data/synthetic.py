@@ -29,7 +29,7 @@ from pctalk.data.schema import EMOTIONS, Clip, ClipMeta, ClipMotion, clip_key
 from pctalk.data.writer import ShardSink, write_index
 from pctalk.keypoints.regions import BROWS, EYES, LIPS
 
-__all__ = ["SENTENCES", "synth"]
+__all__ = ["SENTENCES", "synth", "template_keypoints", "visemes"]
 
 SENTENCES = (
     "The duck ate too many bees before lunch.",
@@ -116,7 +116,7 @@ def visemes(speech: Speech, n_frames: int, smoothing: float = 1.2, lead: float =
 # -- identities and emotions ------------------------------------------------------------------------------------------
 
 
-def _template_keypoints() -> np.ndarray:
+def template_keypoints() -> np.ndarray:
     """A face-like arrangement of 21 canonical keypoints in LivePortrait's normalised cube."""
     g = np.random.default_rng(12345)
     kp = g.uniform(-0.6, 0.6, size=(21, 3)).astype(np.float32)
@@ -211,7 +211,7 @@ def synth(
         raise ValueError(f"need at least 3 identities (train, val, test), got {identities}")
     rng = np.random.default_rng(seed)
     refs = _reference_faces()
-    template = _template_keypoints()
+    template = template_keypoints()
     people = [_Identity(i, rng, template, refs) for i in range(identities)]
     split_of = {p.name: "train" for p in people}
     split_of[people[-1].name], split_of[people[-2].name] = "test", "val"

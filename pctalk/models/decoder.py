@@ -145,10 +145,22 @@ class Decoder(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(DecoderLayer(d_model, n_heads, ff_dim, dropout) for _ in range(n_layers))
 
+    def cross(self, audio: torch.Tensor) -> list[torch.Tensor]:
+        """Every layer's diagonal cross-attention values for audio tokens ``(B, T, d)`` (computed once per window
+        when decoding step by step)."""
+        return [layer.cross(audio) for layer in self.layers]
+
     def forward(
-        self, x: torch.Tensor, audio: torch.Tensor, bias: torch.Tensor, cache: KVCache | None = None
+        self,
+        x: torch.Tensor,
+        audio: torch.Tensor | None,
+        bias: torch.Tensor,
+        cache: KVCache | None = None,
+        cross: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """``x (B, n, d)``, audio tokens ``(B, n, d)`` aligned with ``x``, ``bias (heads, n, keys)``."""
+        """``x (B, n, d)``, audio tokens ``(B, n, d)`` aligned with ``x`` (or their precomputed ``cross`` values per
+        layer), ``bias (heads, n, keys)``."""
+        cross = self.cross(audio) if cross is None else cross
         for i, layer in enumerate(self.layers):
-            x = layer(x, layer.cross(audio), bias, cache, i)
+            x = layer(x, cross[i], bias, cache, i)
         return x

@@ -121,12 +121,14 @@ class ExpressionPredictor(nn.Module):
                 seq = torch.cat([seq, self.vertice_map(out) + style_emb], dim=1)
             return torch.cat(outputs, dim=1)
         cache = KVCache(len(self.transformer_decoder.layers))
+        cross = self.transformer_decoder.cross(audio)  # the audio side of every step, at once
         x = torch.cat(tokens, dim=1)  # prefill: the style token and the warm tokens in one pass
         start = 0
         for _ in range(k, n):
             length = x.shape[1]
             bias = alibi_bias(self.n_heads, length, self.period, device=x.device, start=start)
-            h = self.transformer_decoder(self.PPE(x, start=start), audio[:, start : start + length], bias, cache)
+            step_cross = [c[:, start : start + length] for c in cross]
+            h = self.transformer_decoder(self.PPE(x, start=start), None, bias, cache, step_cross)
             out = self.vertice_map_r(h[:, -1:])
             outputs.append(out)
             start += length

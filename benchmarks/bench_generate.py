@@ -1,0 +1,82 @@
+"""Generation speed on CPU: the motion stage (audio -> driven keypoints, every control on) at the paper's sizes,
+and the renderer (LivePortrait at the official sizes). On a GPU (when one is present) the same script reports the
+end-to-end fps at 512x512.
+
+    python benchmarks/bench_generate.py [--render-frames 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from common import machine, timeit
+from pctalk.audio.encoder import AudioEncoder
+from pctalk.audio.tts import synthesize
+from pctalk.inference import Controls, EmotionControl, TalkingFacePipeline
+from pctalk.inference.pipeline import SourceFace, _default_motion
+from pctalk.inference.stages import EMCStage, LACStage
+from pctalk.keypoints.liveportrait import build_liveportrait
+from pctalk.models import ExpressionPredictor, LipRefiner
+from pctalk.models.emc import EmotionConfig
+
+TEXT = "The duck ate too many bees. Then it flew away over the lake, singing loudly, while the children counted clouds."
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--render-frames", type=int, default=4)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    print(f"machine: {machine()}")
+    encoder = AudioEncoder()
+    lac = LACStage(ExpressionPredictor(n_styles=100), encoder, LipRefiner())
+    emc = EMCStage(EmotionConfig(n_styles=100).build(), encoder)
+    for module in (lac.predictor, lac.refiner, emc.predictor, encoder):
+        module.eval()
+    pipelines = {
+        p: TalkingFacePipeline(lac, emc, device="cpu", progress=False, audio_precision=p) for p in ("fp32", "bf16")
+    }
+    wav = synthesize(TEXT).wav.repeat(3)[: 16000 * 10]  # 10 s
+    source = SourceFace(np.zeros((1, 256, 256, 3), np.uint8), [None], _default_motion(torch.device("cpu")), None, False)
+    controls = Controls(
+        lip_scale=1.2, loudness_scale=True, style_edits={"duck": 1.5, "bee": 0.8},
+        emotions=[EmotionControl("happy", "lips", 0.6), EmotionControl("sad", "upper_face", 0.4)],
+    )  # fmt: skip
+    n = 250
+    for precision, pipeline in pipelines.items():
+        seconds = timeit(lambda pipeline=pipeline: pipeline.motion(wav, source, controls), repeats=3)
+        print(
+            f"motion stage ({precision} audio), LAC + refiner + 2 emotions + lip controls: {n / seconds:5.0f} frames/s"
+        )
+        seconds = timeit(lambda pipeline=pipeline: pipeline.motion(wav, source, Controls()), repeats=3)
+        print(
+            f"motion stage ({precision} audio), LAC + refiner only:                         {n / seconds:5.0f} frames/s"
+        )
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    lp = build_liveportrait().to(device)
+    images = torch.rand(1, 3, 256, 256, device=device)
+    with torch.no_grad():
+        motion = lp.extract_motion(images)
+        feature = lp.appearance(images)
+        x_s = motion.keypoints()
+        k = args.render_frames
+        batch = (feature.expand(k, -1, -1, -1, -1), x_s.expand(k, -1, -1), x_s.expand(k, -1, -1) + 0.01)
+        seconds = timeit(lambda: lp.warp_decode(*batch), repeats=2)
+    print(f"renderer (stitching excluded), official sizes, batch {k}, {device.type}: {k / seconds:6.2f} frames/s")
+    if device.type == "cuda":
+        lp.set_precision("fp16")
+        start = time.perf_counter()
+        with torch.no_grad():
+            for _ in range(10):
+                lp.warp_decode(*batch)
+        torch.cuda.synchronize()
+        print(f"renderer fp16 on GPU: {10 * k / (time.perf_counter() - start):6.1f} frames/s")
+
+
+if __name__ == "__main__":
+    main()

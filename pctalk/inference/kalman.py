@@ -1,0 +1,45 @@
+"""Kalman (Rauch-Tung-Striebel) smoothing of motion sequences under a random-walk model, in torch, batched over
+every coordinate at once.
+
+Model: ``x_t = x_{t-1} + w_t``, ``w ~ N(0, q)`` (transition variance); ``z_t = x_t + v_t``, ``v ~ N(0, r)``
+(observation variance). The forward filter gives the filtered means; the backward (RTS) pass gives the smoothed
+means using the whole sequence. Variances are shared by all coordinates, so the gains are scalars per frame.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["kalman_smooth"]
+
+#: PC-Talk's settings for the lip deformation.
+TRANSITION_VAR = 1e-5
+OBSERVATION_VAR = 1e-6
+
+
+def kalman_smooth(
+    x: torch.Tensor, transition_var: float = TRANSITION_VAR, observation_var: float = OBSERVATION_VAR
+) -> torch.Tensor:
+    """Smooth ``x (T, ...)`` along its first dimension; every other coordinate is an independent series.
+
+    The first observation initialises the state (its variance is the observation variance).
+    """
+    n = x.shape[0]
+    if n < 2:
+        return x.clone()
+    z = x.reshape(n, -1).double()
+    q, r = float(transition_var), float(observation_var)
+    means = torch.empty_like(z)
+    variances = torch.empty(n, dtype=torch.float64)
+    predicted_vars = torch.empty(n, dtype=torch.float64)
+    means[0], variances[0], predicted_vars[0] = z[0], r, r
+    for t in range(1, n):  # forward filter (scalar variances: the same for every coordinate)
+        p = variances[t - 1] + q
+        gain = p / (p + r)
+        means[t] = means[t - 1] + gain * (z[t] - means[t - 1])
+        variances[t], predicted_vars[t] = (1 - gain) * p, p
+    smoothed = means.clone()
+    for t in range(n - 2, -1, -1):  # backward (RTS) pass
+        gain = variances[t] / predicted_vars[t + 1]
+        smoothed[t] = means[t] + gain * (smoothed[t + 1] - means[t])
+    return smoothed.to(x.dtype).reshape(x.shape)

@@ -1,0 +1,465 @@
+"""``TalkingFacePipeline``: audio (or text) and a face image or video -> a controllable talking-face video.
+
+Motion stage (no renderer needed): audio features -> LAC lip deformation over overlapping windows -> Kalman
+smoothing -> lip controls (scale, loudness, style edits) -> written back into the source expression -> EMC pure
+emotions composed per region -> the driven keypoints, with the LAC lip refiner run again after EMC. Pose comes from
+the source video (ping-ponged) or from a pose template relative to the source image's pose.
+
+Render stage: stitching, LivePortrait's warping module and decoder, paste-back into the source frame, H.264 mp4
+with the audio muxed (written atomically).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from pctalk.audio.encoder import encode_windows
+from pctalk.audio.io import ensure_audible, load_audio
+from pctalk.audio.loudness import frame_loudness
+from pctalk.audio.mel import audio_windows, fit_to_frames, num_frames
+from pctalk.control.emotion import EmotionTerm, compose, pure_emotions, replace_region
+from pctalk.control.lip import edit_style, loudness_factor, pronunciation, scale_lips
+from pctalk.data.schema import EMOTIONS
+from pctalk.inference.kalman import kalman_smooth
+from pctalk.inference.pose import load_template, ping_pong, relative_pose
+from pctalk.inference.stages import EMCStage, LACStage, load_emc_stage, load_lac_stage, to_device
+from pctalk.inference.timeline import Timeline
+from pctalk.keypoints.crop import Crop, FaceCropper, FaceNotFoundError, paste_back
+from pctalk.keypoints.liveportrait import LivePortrait, Motion
+from pctalk.keypoints.regions import LIPS, region
+from pctalk.keypoints.transform import rotation_matrix, transform_keypoints
+from pctalk.models.windows import predict_windows
+from pctalk.weights.io import atomic_write
+
+__all__ = ["Controls", "DrivenMotion", "EmotionControl", "SourceFace", "TalkingFacePipeline"]
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+SOURCES = ("audio", "text", "image", "video")
+
+
+@dataclass
+class EmotionControl:
+    """One emotion term: ``source`` is an emotion label (``happy``, ...) or a cue given separately (``audio``,
+    ``text``, ``image``, ``video``); it acts on ``region`` with ``intensity``."""
+
+    source: str
+    region: str = "all"
+    intensity: float = 0.5
+
+    @classmethod
+    def parse(cls, spec: str) -> EmotionControl:
+        """``emotion[:region[:intensity]]``, e.g. ``happy:lips:0.6`` or ``sad:upper_face``."""
+        parts = spec.split(":")
+        if not 1 <= len(parts) <= 3 or (parts[0] not in EMOTIONS and parts[0] not in SOURCES):
+            raise ValueError(
+                f"bad emotion {spec!r}: use EMOTION[:REGION[:INTENSITY]] with EMOTION one of {', '.join(EMOTIONS)} "
+                f"or a source ({', '.join(SOURCES)})"
+            )
+        region(parts[1]) if len(parts) > 1 else None  # validates the region name
+        return cls(parts[0], parts[1] if len(parts) > 1 else "all", float(parts[2]) if len(parts) > 2 else 0.5)
+
+
+@dataclass
+class Controls:
+    """Everything a user can control at generation time."""
+
+    style_id: int = -1
+    """Speaking style (a training identity's index); -1 is the mean of all styles."""
+    lip_scale: float = 1.0
+    loudness_scale: bool = False
+    """Scale the lips per frame with the audio's loudness."""
+    style_edits: dict[str, float] = field(default_factory=dict)
+    """Pronunciation -> beta, e.g. {"duck": 1.5}."""
+    emotions: list[EmotionControl] = field(default_factory=list)
+    emotion_from_audio: str | None = None
+    emotion_from_text: str | None = None
+    emotion_from_image: str | None = None
+    emotion_from_video: str | None = None
+    timeline: Timeline | None = None
+    smooth: bool = True
+    """Kalman smoothing of the lip deformation."""
+    smooth_emotion: bool = False
+    refine: bool = True
+    """Run the LAC lip refiner on the final keypoints (after EMC) when the LAC stage has one."""
+    pose_template: str = "builtin"
+    pasteback: bool = True
+    window: int = 25
+
+    def emotion_terms(self) -> list[EmotionControl]:
+        """The emotion terms, with a default one (whole face, 0.5) for each cue given without a term."""
+        terms = list(self.emotions)
+        for cue in SOURCES:
+            if getattr(self, f"emotion_from_{cue}") and not any(t.source == cue for t in terms):
+                terms.append(EmotionControl(cue))
+        return terms
+
+
+@dataclass
+class SourceFace:
+    """The source: original frames ``(N, H, W, 3)``, one crop and one motion per frame, and the crops as network
+    input ``(N, 3, S, S)`` (``None`` without LivePortrait)."""
+
+    frames: np.ndarray
+    crops: list[Crop | None]
+    motion: Motion
+    images: torch.Tensor | None
+    is_video: bool
+    path: str = ""
+
+
+@dataclass
+class DrivenMotion:
+    """The motion stage's output, per output frame: driven expression, pose, scale, the final keypoints, the lip
+    deformation ``D``, and which source frame each output frame renders from."""
+
+    exp: torch.Tensor  # (T, 21, 3)
+    R: torch.Tensor  # (T, 3, 3)
+    t: torch.Tensor  # (T, 3)
+    scale: torch.Tensor  # (T, 1)
+    keypoints: torch.Tensor  # (T, 21, 3)
+    lips: torch.Tensor  # (T, 6, 3)
+    source_index: np.ndarray  # (T,)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write every array as ``.npz`` (atomically)."""
+        arrays = {k: (v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else v) for k, v in vars(self).items()}
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
+
+        return atomic_write(Path(path), write)
+
+
+def _default_motion(device: torch.device) -> Motion:
+    """A neutral frontal face (the synthetic corpus's template keypoints) for running without LivePortrait."""
+    from pctalk.data.synthetic import template_keypoints
+
+    zero = torch.zeros(1, device=device)
+    return Motion(
+        kp=torch.from_numpy(template_keypoints()).to(device)[None],
+        exp=torch.zeros(1, 21, 3, device=device),
+        pitch=zero,
+        yaw=zero,
+        roll=zero,
+        t=torch.zeros(1, 3, device=device),
+        scale=torch.full((1, 1), 1.7, device=device),
+        R=rotation_matrix(zero, zero, zero),
+    )
+
+
+class TalkingFacePipeline:
+    """PC-Talk inference.
+
+    Args:
+        lac: the LAC stage (:func:`load_lac_stage`).
+        emc: the EMC stage, for emotions (optional).
+        liveportrait: the frozen LivePortrait (optional: without it only the motion stage runs).
+        cropper: the face cropper (needed with ``liveportrait``).
+        device: where the networks run (default: CUDA when available).
+        batch_size: frames rendered per batch.
+        audio_precision: ``fp32`` (exact) or ``bf16`` (the audio encoder about 2.6x faster on CPUs with AVX-512
+            BF16, features within about 0.4%).
+    """
+
+    def __init__(
+        self,
+        lac: LACStage,
+        emc: EMCStage | None = None,
+        liveportrait: LivePortrait | None = None,
+        cropper: FaceCropper | None = None,
+        device: str | torch.device | None = None,
+        batch_size: int = 8,
+        progress: bool = True,
+        audio_precision: str = "fp32",
+    ) -> None:
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.lac, self.emc = lac, emc
+        to_device(lac, self.device)
+        if emc is not None:
+            to_device(emc, self.device)
+        self.liveportrait = None if liveportrait is None else liveportrait.to(self.device)
+        self.cropper = cropper
+        self.batch_size, self.progress, self.audio_precision = batch_size, progress, audio_precision
+
+    @classmethod
+    def from_checkpoints(
+        cls,
+        lac: str | os.PathLike[str],
+        emc: str | os.PathLike[str] | None = None,
+        weights: str | os.PathLike[str] | None = None,
+        audio_encoder: str | os.PathLike[str] | None = None,
+        cropper: str = "liveportrait",
+        liveportrait_size: str = "official",
+        device: str | None = None,
+        **kwargs,
+    ) -> TalkingFacePipeline:
+        """Load the stages; ``weights`` (the LivePortrait root) is optional: without it only the motion runs."""
+        from pctalk.keypoints.config import LivePortraitConfig
+        from pctalk.keypoints.liveportrait import load_liveportrait
+
+        lac_stage = load_lac_stage(lac, audio_encoder)
+        emc_stage = None if emc is None else load_emc_stage(emc, audio_encoder)
+        lp = crop = None
+        if weights is not None:
+            config = LivePortraitConfig.tiny() if liveportrait_size == "tiny" else LivePortraitConfig()
+            lp = load_liveportrait(weights, config=config, require_stitching=False)
+            crop = FaceCropper(cropper, weights_root=weights)
+        return cls(lac_stage, emc_stage, lp, crop, device, **kwargs)
+
+    # -- source -------------------------------------------------------------------------------------------------
+    def load_source(self, path: str | os.PathLike[str] | np.ndarray, max_frames: int | None = None) -> SourceFace:
+        """Crop the face of an image or of every frame of a video and extract its motion.
+
+        Raises:
+            FaceNotFoundError: no face in the source; the message names the file and what to do.
+        """
+        name = "the source image" if isinstance(path, np.ndarray) else str(path)
+        if isinstance(path, np.ndarray):
+            frames, is_video = path[None], False
+        elif Path(path).suffix.lower() in IMAGE_EXTS:
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if image is None:
+                raise FileNotFoundError(f"cannot read the source image {path}")
+            frames, is_video = image[None, ..., ::-1].copy(), False
+        else:
+            from pctalk.media import VideoReader
+
+            reader = VideoReader(path)
+            frames = np.concatenate(list(reader.chunks(64)))[:max_frames]
+            is_video = True
+        if self.liveportrait is None or self.cropper is None:
+            return SourceFace(frames, [None] * len(frames), _default_motion(self.device), None, is_video, name)
+        try:
+            crops = self.cropper.crop_video(list(frames)) if is_video else [self.cropper.crop(frames[0])]
+        except FaceNotFoundError as err:
+            raise FaceNotFoundError(
+                f"no face found in {name} ({err}); use a photo or video with one clearly visible, roughly frontal "
+                f"face, or try the other cropper (--cropper opencv / liveportrait)"
+            ) from None
+        size = self.liveportrait.config.input_size
+        images = np.stack([cv2.resize(c.image, (size, size), interpolation=cv2.INTER_AREA) for c in crops])
+        tensor = torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2).float() / 255
+        with torch.no_grad():
+            parts = [self.liveportrait.extract_motion(chunk) for chunk in tensor.split(self.batch_size)]
+        fields = ("kp", "exp", "pitch", "yaw", "roll", "t", "scale", "R")
+        motion = Motion(**{k: torch.cat([getattr(p, k) for p in parts]) for k in fields})
+        return SourceFace(frames, crops, motion, tensor, is_video, name)
+
+    # -- motion ---------------------------------------------------------------------------------------------------
+    def _audio(self, audio: str | os.PathLike[str] | torch.Tensor | None, text: str | None) -> torch.Tensor:
+        if text is not None:
+            from pctalk.audio.tts import synthesize
+
+            return synthesize(text).wav
+        if audio is None:
+            raise ValueError("give the speech: an audio file (--audio) or a text to speak (--text)")
+        if isinstance(audio, torch.Tensor):
+            return ensure_audible(audio, "the given audio")
+        return ensure_audible(load_audio(audio), audio)
+
+    def _features(self, encoder: torch.nn.Module, windows: torch.Tensor) -> torch.Tensor:
+        return encode_windows(encoder, windows, precision=self.audio_precision)[None]  # (1, T, A)
+
+    def _style(self, n_styles: int, style_id: int) -> torch.Tensor:
+        if style_id >= n_styles:
+            raise ValueError(
+                f"style {style_id} does not exist: the model has {n_styles} styles (0..{n_styles - 1}; -1 = mean)"
+            )
+        return torch.tensor([style_id], device=self.device)
+
+    def _emotion_embedding(self, control: EmotionControl, controls: Controls) -> torch.Tensor | None:
+        """The emotion embedding of a label or of a learned source's cue (``None`` for the image / mean-video kind)."""
+        emc = self.emc
+        if control.source in EMOTIONS:
+            return emc.predictor.embed(torch.tensor([EMOTIONS.index(control.source)], device=self.device))
+        cue = getattr(controls, f"emotion_from_{control.source}")
+        if control.source == "audio":
+            if "audio" not in emc.sources:
+                raise ValueError("this EMC checkpoint has no audio emotion source (train one with sources: [audio])")
+            return emc.sources["audio"](load_audio(cue).to(self.device)[None])
+        if control.source == "text":
+            if "text" not in emc.sources:
+                raise ValueError("this EMC checkpoint has no text emotion source (train one with sources: [text])")
+            return emc.sources["text"]([cue])
+        if control.source == "video" and "video" in emc.sources:
+            reference = self.load_source(cue, max_frames=250)
+            return emc.sources["video"](reference.motion.exp[None])
+        return None
+
+    def motion(self, wav: torch.Tensor, source: SourceFace, controls: Controls | None = None) -> DrivenMotion:
+        """The driven motion for 16 kHz speech ``wav (N,)`` and ``source`` under ``controls``."""
+        controls = controls or Controls()
+        timeline = controls.timeline or Timeline()
+        n = num_frames(len(wav))
+        if n < 1:
+            raise ValueError(f"the audio is {len(wav) / 16000:.3f} s long, shorter than one video frame (40 ms)")
+        windows = audio_windows(wav, n).to(self.device)
+        lac = self.lac
+        feat = self._features(lac.audio_encoder, windows)
+        style = self._style(lac.predictor.n_styles, controls.style_id)
+        lips = predict_windows(lambda a, w: lac.predictor.generate(a, style, w), feat, controls.window)
+        lips = lips[0].view(n, len(LIPS), 3)
+        if controls.smooth:
+            lips = kalman_smooth(lips)
+        factor = torch.full((n,), float(controls.lip_scale), device=self.device)
+        if (track := timeline.values("lip_scale", n)) is not None:
+            factor = factor * torch.from_numpy(track).to(self.device)
+        if controls.loudness_scale:
+            factor = factor * loudness_factor(frame_loudness(fit_to_frames(wav, n), n)).to(self.device)
+        lips = scale_lips(lips, factor)
+        edits = dict(controls.style_edits)
+        edits.update({name.split(":")[1]: None for name in timeline.names("style_edit:")})
+        for word, beta in edits.items():
+            track = timeline.values(f"style_edit:{word}", n)
+            beta_t = torch.from_numpy(track).to(self.device) if track is not None else float(beta)
+            lips = edit_style(lips, pronunciation(word).to(self.device), beta_t)
+
+        # the source's motion per output frame
+        count = len(source.motion.kp)
+        index = ping_pong(np.arange(count), n) if source.is_video else np.zeros(n, dtype=np.int64)
+        idx = torch.from_numpy(index).to(self.device)
+        m = source.motion
+        kp, exp, scale = m.kp[idx], m.exp[idx].clone(), m.scale[idx]
+        if source.is_video:
+            R, t = m.R[idx], m.t[idx]
+        else:
+            R, t = relative_pose(load_template(controls.pose_template).extended(n), m.R[0], m.t[0])
+        exp[:, list(LIPS)] = lips / scale[:, :, None]  # write back: exp[lips] = D / s
+
+        exp = self._emotions(exp, scale, feat, wav, n, controls, timeline)
+        keypoints = transform_keypoints(kp, R, exp, scale, t)
+        if controls.refine and lac.refiner is not None:
+            with torch.no_grad():
+                refined = lac.refiner(keypoints[:, list(LIPS)].reshape(1, n, -1), feat)
+            keypoints[:, list(LIPS)] = refined.view(n, len(LIPS), 3)
+        return DrivenMotion(exp, R, t, scale, keypoints, lips, index)
+
+    def _emotions(
+        self, exp: torch.Tensor, scale: torch.Tensor, lac_feat: torch.Tensor, wav: torch.Tensor, n: int,
+        controls: Controls, timeline: Timeline,
+    ) -> torch.Tensor:  # fmt: skip
+        terms = controls.emotion_terms()
+        for name in timeline.names("emotion:"):
+            _, source, area = name.split(":")
+            if not any(t.source == source and t.region == area for t in terms):
+                terms.append(EmotionControl(source, area, 0.0))
+        if not terms:
+            return exp
+        if self.emc is None:
+            raise ValueError("emotion controls need an EMC checkpoint (--emc)")
+        emc = self.emc
+        feat = (
+            lac_feat
+            if emc.audio_encoder is self.lac.audio_encoder
+            else self._features(emc.audio_encoder, audio_windows(wav, n).to(self.device))
+        )
+        style = self._style(emc.predictor.decoder.n_styles, controls.style_id)
+        learned: list[tuple[EmotionControl, torch.Tensor | float, torch.Tensor]] = []
+        for control in terms:
+            track = timeline.values(f"emotion:{control.source}:{control.region}", n)
+            intensity = torch.from_numpy(track).to(self.device) if track is not None else control.intensity
+            if control.source == "neutral":
+                continue  # neutral minus neutral: nothing to add
+            embedding = self._emotion_embedding(control, controls)
+            if embedding is None:  # image (or a video without a learned source): its expression replaces the region
+                cue = getattr(controls, f"emotion_from_{control.source}")
+                reference = self.load_source(cue, max_frames=250).motion.exp.mean(0)
+                blend = torch.as_tensor(intensity, dtype=exp.dtype, device=self.device)
+                blend = blend[:, None, None] if blend.ndim else blend
+                exp = exp + blend * (replace_region(exp, reference, control.region) - exp)
+            else:
+                learned.append((control, intensity, embedding))
+        if not learned:
+            return exp
+        embeddings = torch.cat([e for _, _, e in learned])
+        deformations = pure_emotions(emc.predictor, feat, embeddings, style, controls.window)  # one batched pass
+        additive = []
+        for (control, intensity, _), deformation in zip(learned, deformations):
+            if controls.smooth_emotion:
+                deformation = kalman_smooth(deformation)
+            additive.append(EmotionTerm(deformation, control.region, intensity))
+        return compose(exp, scale, additive)
+
+    # -- render ---------------------------------------------------------------------------------------------------
+    def render(self, source: SourceFace, driven: DrivenMotion, pasteback: bool = True) -> Iterator[np.ndarray]:
+        """Output frames, ``(H, W, 3)`` uint8 each: renders pasted into the source frames, or the 512 renders."""
+        lp = self.liveportrait
+        if lp is None or source.images is None:
+            raise ValueError(
+                "rendering needs LivePortrait's weights (--weights; `pctalk weights check` lists the files); "
+                "without them, use --keypoint-video and --save-motion for the motion alone"
+            )
+        m = source.motion
+        x_source_all = m.keypoints()
+        features: dict[int, torch.Tensor] = {}
+        has_stitching = any(p.abs().sum() > 0 for p in lp.stitching.stitching.parameters())
+        n = len(driven.keypoints)
+        for start in range(0, n, self.batch_size):
+            idx = driven.source_index[start : start + self.batch_size]
+            for i in set(idx.tolist()) - set(features):
+                features[i] = lp.appearance(source.images[i : i + 1])
+            if not source.is_video and len(features) > 1:
+                features = {0: features[0]}
+            feature = torch.cat([features[int(i)] for i in idx])
+            x_s = x_source_all[torch.from_numpy(idx).to(self.device)]
+            x_d = driven.keypoints[start : start + len(idx)]
+            with torch.no_grad():
+                if has_stitching:
+                    x_d = lp.stitch(x_s, x_d)
+                render = lp.warp_decode(feature, x_s, x_d)
+            images = (render.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+            for j, image in zip(idx, images):
+                frame = paste_back(image, source.crops[j], source.frames[j]) if pasteback else image
+                yield frame[: frame.shape[0] // 2 * 2, : frame.shape[1] // 2 * 2]  # H.264 needs even sizes
+            if source.is_video:  # keep only what the next batch may reuse
+                features = {i: f for i, f in features.items() if i >= int(idx.max())}
+
+    def generate(
+        self,
+        source: str | os.PathLike[str] | np.ndarray | None,
+        out: str | os.PathLike[str] | None,
+        audio: str | os.PathLike[str] | torch.Tensor | None = None,
+        text: str | None = None,
+        controls: Controls | None = None,
+        save_motion: str | os.PathLike[str] | None = None,
+        keypoint_video: str | os.PathLike[str] | None = None,
+    ) -> DrivenMotion:
+        """Everything: the motion, then the outputs asked for (the video ``out``, a keypoint video, the motion)."""
+        from rich.progress import Progress
+
+        from pctalk.inference.keypoint_video import draw_keypoints
+        from pctalk.media import write_video
+
+        controls = controls or Controls()
+        wav = self._audio(audio, text)
+        with Progress(disable=not self.progress, transient=True) as bar:
+            task = bar.add_task("motion", total=None)
+            face = self.load_source(source) if source is not None else SourceFace(
+                np.zeros((1, 256, 256, 3), np.uint8), [None], _default_motion(self.device), None, False
+            )  # fmt: skip
+            driven = self.motion(wav, face, controls)
+            bar.update(task, total=1, completed=1)
+            n = len(driven.keypoints)
+            if save_motion is not None:
+                driven.save(save_motion)
+            if keypoint_video is not None:
+                write_video(keypoint_video, draw_keypoints(driven.keypoints), audio=fit_to_frames(wav, n))
+            if out is not None:
+                frames = self.render(face, driven, controls.pasteback)
+                render_task = bar.add_task("rendering", total=n)
+
+                def counted(frames=frames):
+                    for frame in frames:
+                        bar.update(render_task, advance=1)
+                        yield frame
+
+                write_video(out, counted(), audio=fit_to_frames(wav, n))
+        return driven
