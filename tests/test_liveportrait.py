@@ -116,7 +116,9 @@ def test_stitching_is_optional_only_when_asked(tmp_path: Path, tiny_liveportrait
     (folder / "retargeting_models/stitching_retargeting_module.pth").unlink()
     with pytest.raises(MissingWeightsError, match="stitching_retargeting_module"):
         load_liveportrait(tmp_path, config=LivePortraitConfig.tiny())
-    assert load_liveportrait(tmp_path, config=LivePortraitConfig.tiny(), require_stitching=False) is not None
+    model = load_liveportrait(tmp_path, config=LivePortraitConfig.tiny(), require_stitching=False)
+    x = torch.randn(2, 21, 3)
+    assert not model.has_stitching and torch.equal(model.stitch(x, x + 1), x + 1)
 
 
 def test_wrong_sizes_list_the_offending_keys(tmp_path: Path, tiny_liveportrait: LivePortrait) -> None:

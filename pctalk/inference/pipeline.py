@@ -400,7 +400,6 @@ class TalkingFacePipeline:
         m = source.motion
         x_source_all = m.keypoints()
         features: dict[int, torch.Tensor] = {}
-        has_stitching = any(p.abs().sum() > 0 for p in lp.stitching.stitching.parameters())
         n = len(driven.keypoints)
         for start in range(0, n, self.batch_size):
             idx = driven.source_index[start : start + self.batch_size]
@@ -412,8 +411,7 @@ class TalkingFacePipeline:
             x_s = x_source_all[torch.from_numpy(idx).to(self.device)]
             x_d = driven.keypoints[start : start + len(idx)]
             with torch.no_grad():
-                if has_stitching:
-                    x_d = lp.stitch(x_s, x_d)
+                x_d = lp.stitch(x_s, x_d)  # a no-op when the stitching file was not there
                 render = lp.warp_decode(feature, x_s, x_d)
             images = (render.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
             for j, image in zip(idx, images):

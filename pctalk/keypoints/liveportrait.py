@@ -141,6 +141,7 @@ class LivePortrait(nn.Module):
             dc.upscale, dc.max_features, dc.block_expansion, dc.out_channels, dc.num_down_blocks, dc.spade_hidden
         )
         self.stitching = StitchingRetargeting(sc.stitching, sc.lip, sc.eye)
+        self.has_stitching = True  # False when loaded without the stitching file: stitch() then changes nothing
         self.precision = "fp32"
         self.requires_grad_(False)
         self.eval()
@@ -208,9 +209,12 @@ class LivePortrait(nn.Module):
 
     def stitch(self, x_source: torch.Tensor, x_driven: torch.Tensor) -> torch.Tensor:
         """Stitching: ``x_driven`` plus the MLP's 63 keypoint deltas and a (tx, ty) shift, so the rendered face
-        pastes back into the source frame without seams. ``(B, 21, 3)`` in and out."""
+        pastes back into the source frame without seams. ``(B, 21, 3)`` in and out (unchanged when the model was
+        loaded without its stitching file)."""
         _check_keypoints(x_source, self.config.num_kp, "x_source")
         _check_keypoints(x_driven, self.config.num_kp, "x_driven")
+        if not self.has_stitching:
+            return x_driven
         b, k = x_driven.shape[:2]
         delta = self.stitching.stitching(torch.cat([x_source.reshape(b, -1), x_driven.reshape(b, -1)], dim=1))
         shift = torch.zeros_like(x_driven[:, :1])
@@ -260,6 +264,8 @@ def load_liveportrait(
             )
     elif require_stitching:
         raise MissingWeightsError(missing_message(registry_entry(STITCHING[0]), folder.parent))
+    else:
+        model.has_stitching = False
     return model.to(device)
 
 
