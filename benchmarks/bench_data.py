@@ -20,13 +20,12 @@ import webdataset as wds
 from common import machine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from raw_media import hdtf_dataset
-
 from data_prep.build import BuildModels, build
 from pctalk.data.schema import decode_sample
 from pctalk.data.synthetic import synth
 from pctalk.keypoints.crop import FaceCropper
 from pctalk.keypoints.liveportrait import build_liveportrait
+from raw_media import hdtf_dataset
 
 
 def _read_back(folder: Path) -> tuple[int, float]:

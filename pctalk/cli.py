@@ -38,6 +38,12 @@ def _export() -> Any:
     return export
 
 
+def _slurm() -> Any:
+    from pctalk.cluster.slurm import slurm_main
+
+    return slurm_main
+
+
 def _generate() -> Any:
     from pctalk.inference.cli import generate_main
 
@@ -50,20 +56,50 @@ TOOL_VERBS: dict[str, Verb] = {
         "audio or text + a face image or video -> a talking-face video (pctalk generate --help)", _generate, raw=True
     ),
     "weights": Verb("inspect pretrained files: pctalk weights check --root DIR [--strict]", _weights),
+    "slurm": Verb(
+        "submit a requeue-safe DDP training job: pctalk slurm submit CONFIG --nodes N --gpus G (--help)",
+        _slurm,
+        raw=True,
+    ),
     "export": Verb("a training checkpoint to the release layout: pctalk export --checkpoint X.ckpt --out DIR", _export),
 }
+
+
+def _cli_class() -> type:
+    from lightning.pytorch.cli import LightningCLI
+
+    from pctalk.tracking import DEFAULT_LOGGER, pin_checkpoint_dirs, resolve_wandb_logger
+
+    class PctalkCLI(LightningCLI):
+        """LightningCLI with wandb as the default logger (project ``pctalk``) and its run id derived from
+        ``trainer.default_root_dir`` (:mod:`pctalk.tracking`), so a requeued job continues its wandb run;
+        checkpoints go to ``<default_root_dir>/checkpoints`` unless a ``ModelCheckpoint`` says otherwise."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("trainer_defaults", {"logger": DEFAULT_LOGGER})
+            super().__init__(*args, **kwargs)
+
+        def before_instantiate_classes(self) -> None:
+            config = self.config[self.subcommand] if self.subcommand else self.config
+            trainer = config["trainer"]
+            trainer["logger"] = resolve_wandb_logger(trainer.get("logger"), trainer.get("default_root_dir"))
+
+        def instantiate_trainer(self, **kwargs: Any) -> Any:
+            trainer = super().instantiate_trainer(**kwargs)
+            pin_checkpoint_dirs(trainer)
+            return trainer
+
+    return PctalkCLI
 
 
 def lightning_cli(args: Sequence[str] | None = None, run: bool = True) -> Any:
     """Build (and by default run) the LightningCLI over every registered task and data module."""
     # Lightning 2.6 still calls jsonargparse APIs deprecated in 4.49; users can't act on those warnings.
     os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
-    from lightning.pytorch.cli import LightningCLI
-
     import pctalk.data
     import pctalk.tasks
 
-    return LightningCLI(
+    return _cli_class()(
         pctalk.tasks.BaseTask,
         pctalk.data.BaseDataModule,
         subclass_mode_model=True,

@@ -93,10 +93,9 @@ def ddp_fit(run_cli: RunCli, log_dir: Path) -> Callable[..., subprocess.Complete
 @pytest.fixture
 def tiny_liveportrait(seeded: int):
     """A frozen LivePortrait at tiny sizes with seeded random weights (64x64 crops render at 128x128)."""
-    from random_weights import seeded_state_dict
-
     from pctalk.keypoints.config import LivePortraitConfig
     from pctalk.keypoints.liveportrait import LivePortrait
+    from random_weights import seeded_state_dict
 
     model = LivePortrait(LivePortraitConfig.tiny())
     model.load_state_dict(seeded_state_dict(model.state_dict(), 7))

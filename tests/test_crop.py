@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from onnx_models import face_template, landmark106_model, landmark203_model, scrfd_model
 from skimage import data
 
+from onnx_models import face_template, landmark106_model, landmark203_model, scrfd_model
 from pctalk.keypoints.crop import CROP_SIZE, FaceCropper, FaceNotFoundError, paste_back, soft_mask
 from pctalk.keypoints.crop.geometry import landmark_crop_transform, transform_points, warp
 from pctalk.keypoints.crop.onnx_models import FaceDetector, Landmark106

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import webdataset as wds
-from raw_media import SENTENCES, hdtf_dataset, mead_dataset, speech, talking_video, variable_frame_rate_video
 
 from conftest import offline_env
 from data_prep.build import BuildModels, build, job_slice
@@ -21,6 +20,7 @@ from pctalk.data.schema import SCHEMA_VERSION, SchemaError, decode_sample, encod
 from pctalk.data.writer import read_manifests
 from pctalk.keypoints.crop import FaceCropper
 from pctalk.media import VideoReader
+from raw_media import SENTENCES, hdtf_dataset, mead_dataset, speech, talking_video, variable_frame_rate_video
 
 
 @pytest.fixture

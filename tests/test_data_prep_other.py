@@ -9,7 +9,6 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from raw_media import hdtf_dataset
 from skimage import data
 
 from data_prep.augment import AugmentModels, LeakError, augment, load_drivers, reenact
@@ -22,6 +21,7 @@ from pctalk.data.synthetic import synth, visemes
 from pctalk.keypoints.crop import FaceCropper
 from pctalk.keypoints.regions import BROWS, EYES, LIPS
 from pctalk.media import VideoReader
+from raw_media import hdtf_dataset
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from pctalk.models.emotion_predictor import EmotionPredictor
 from pctalk.models.emotion_sources import AudioEmotionSource, TextEmotionSource, VideoEmotionSource
 from pctalk.tasks import EmotionTask
 from pctalk.tasks.export import export
+from pctalk.tasks.samples import SampleLogger
 
 CONFIG = EmotionConfig(n_styles=3, audio_dim=64, d_model=32, n_heads=4, ff_dim=64, emotion_layers=1)
 
@@ -130,9 +131,14 @@ def test_training_separates_emotions_on_held_out_speakers(emotional_corpus: Path
                          extras=["reference_exp"], samples_per_epoch=64)  # fmt: skip
     task = EmotionTask(n_styles=4, sources=["label", "video"], d_model=32, n_heads=4, ff_dim=64, emotion_layers=1,
                        audio_encoder_width=0.125, lr=3e-3, classifier_weight=1.0)  # fmt: skip
+    samples = SampleLogger(every_n_val_epochs=3, num_samples=1)
     trainer = Trainer(accelerator="cpu", max_epochs=15, logger=False, enable_progress_bar=False,
-                      check_val_every_n_epoch=5, enable_model_summary=False, default_root_dir=tmp_path)  # fmt: skip
+                      check_val_every_n_epoch=5, enable_model_summary=False, default_root_dir=tmp_path,
+                      callbacks=[samples])  # fmt: skip
     trainer.fit(task, datamodule=dm)
+    (step,) = (tmp_path / "samples").iterdir()  # the third validation epoch: the last
+    assert step.name == f"step{trainer.global_step:07d}"
+    assert len(list(step.glob("*.mp4"))) == len(list(step.glob("*_lips.png"))) == 1
     accuracy = float(trainer.callback_metrics["val/acc_video"])
     assert accuracy > 0.4, accuracy  # 8 classes: chance is 0.125; the validation speaker is unseen
     (ckpt,) = tmp_path.rglob("*.ckpt")

@@ -10,7 +10,6 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from raw_media import speech, talking_video
 from skimage import data
 
 from pctalk.audio.encoder import AudioEncoder
@@ -27,6 +26,7 @@ from pctalk.models.emc import EmotionConfig, save_emc
 from pctalk.models.lac import save_lac
 from pctalk.models.windows import predict_windows, window_plan
 from pctalk.weights import save_checkpoint
+from raw_media import speech, talking_video
 
 T = 25
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import av
 import pytest
 import torch
 from lightning.pytorch import Trainer, seed_everything
@@ -19,6 +20,7 @@ from pctalk.data.pipeline import rank_shards
 from pctalk.models.lac import load_lac
 from pctalk.tasks import ExpressionTask, LipRefinerTask
 from pctalk.tasks.export import export
+from pctalk.tasks.samples import SampleLogger
 
 TINY = {"n_styles": 2, "d_model": 32, "n_heads": 4, "ff_dim": 64, "audio_encoder_width": 0.125}
 
@@ -162,10 +164,15 @@ def test_refiner_task_runs_end_to_end(
         str(synthetic_corpus), window=5, batch_size=2, audio="mel", with_reference=True, samples_per_epoch=4
     )
     before = task.refiner.linear.weight.clone()
+    samples = SampleLogger(every_n_val_epochs=1, num_samples=1)
     trainer = Trainer(accelerator="cpu", max_steps=2, limit_val_batches=1, logger=False, enable_progress_bar=False,
-                      enable_model_summary=False, default_root_dir=tmp_path, num_sanity_val_steps=0)  # fmt: skip
+                      enable_model_summary=False, default_root_dir=tmp_path, num_sanity_val_steps=0,
+                      callbacks=[samples])  # fmt: skip
     trainer.fit(task, datamodule=dm)
     assert trainer.global_step == 2
+    (video,) = tmp_path.glob("samples/*/*.mp4")  # rendered with the task's own LivePortrait
+    with av.open(str(video)) as container:
+        assert container.streams.video[0].codec_context.width == 128 and container.streams.audio
     assert not torch.equal(task.refiner.linear.weight, before)  # the refiner learned
     assert trainer.callback_metrics["val/sync"] > 0
     saved = torch.load(next(tmp_path.rglob("*.ckpt")), weights_only=True)

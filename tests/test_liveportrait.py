@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from random_weights import seeded_state_dict
 
 from conftest import TESTS
 from pctalk.keypoints.config import LivePortraitConfig
 from pctalk.keypoints.liveportrait import LivePortrait, build_liveportrait, load_liveportrait, save_liveportrait
 from pctalk.weights import CheckpointKeyError, MissingWeightsError, load_checkpoint
+from random_weights import seeded_state_dict
 
 GOLDEN = TESTS / "fixtures" / "liveportrait_tiny.pt"
 

@@ -14,6 +14,9 @@ import torch
 import torch.nn.functional as F
 
 from pctalk.audio.encoder import AudioEncoder, load_audio_encoder
+from pctalk.data.examples import lip_deformation
+from pctalk.data.schema import Clip
+from pctalk.keypoints.regions import LIPS
 from pctalk.models.emc import EmotionConfig
 from pctalk.models.emotion_predictor import EmotionPredictor
 from pctalk.models.emotion_sources import AudioEmotionSource, TextEmotionSource, VideoEmotionSource
@@ -119,6 +122,25 @@ class EmotionTask(BaseTask):
         ]:
             del state[key]
         checkpoint["pctalk"] = {"emotion_config": asdict(self.config), "sources": self.sources}
+
+    def sample(self, clip: Clip) -> dict[str, torch.Tensor]:
+        """A whole clip predicted with its emotion label (for :class:`~pctalk.tasks.samples.SampleLogger`)."""
+        from pctalk.tasks.samples import clip_features, clip_keypoints
+
+        n = clip.meta.n_frames
+        feat = clip_features(clip, self.audio_encoder, self.device)
+        emotion = self.predictor.embed(torch.tensor([clip.meta.emotion_id], device=self.device))
+        style = torch.tensor([clip.meta.style_id], device=self.device)
+        deformation = self.predictor.generate(feat, style, emotion)[0].cpu().view(n, 21, 3)
+        scale = torch.from_numpy(clip.motion.scale)
+        exp = deformation / scale[:, :, None]
+        truth = torch.from_numpy(lip_deformation(clip.motion.exp, clip.motion.scale))
+        return {
+            "keypoints": clip_keypoints(clip, exp),
+            "target_keypoints": clip_keypoints(clip),
+            "lips": deformation[:, list(LIPS)].reshape(n, -1),
+            "target_lips": truth,
+        }
 
     def embeddings(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """``(B, d)`` emotion embedding of each trained source for the batch."""

@@ -8,6 +8,9 @@ from typing import Any, Literal
 import torch
 
 from pctalk.audio.encoder import AudioEncoder, load_audio_encoder
+from pctalk.data.examples import TARGETS, lip_deformation
+from pctalk.data.schema import Clip
+from pctalk.keypoints.regions import LIPS
 from pctalk.models.expression_predictor import ExpressionPredictor
 from pctalk.models.lac import PredictorConfig
 from pctalk.tasks.base import BaseTask
@@ -77,6 +80,27 @@ class ExpressionTask(BaseTask):
             period=hp.get("period", 25),
             dropout=hp.get("dropout", 0.1),
         )
+
+    def sample(self, clip: Clip) -> dict[str, torch.Tensor]:
+        """A whole clip predicted autoregressively (for :class:`~pctalk.tasks.samples.SampleLogger`): keypoints with
+        the predicted lips written back into the clip's own expression, and the lip trajectories."""
+        from pctalk.tasks.samples import clip_features, clip_keypoints
+
+        n = clip.meta.n_frames
+        feat = clip_features(clip, self.audio_encoder, self.device)
+        lips = self.predictor.generate(feat, torch.tensor([clip.meta.style_id], device=self.device))[0].cpu()
+        scale = torch.from_numpy(clip.motion.scale)
+        exp = torch.from_numpy(clip.motion.exp).clone()
+        idx = list(TARGETS[self.hparams.get("target", "lips")])
+        exp[:, idx] = lips.view(n, len(idx), 3) / scale[:, :, None]
+        truth = torch.from_numpy(lip_deformation(clip.motion.exp, clip.motion.scale))
+        predicted = scale[:, :, None].mul(exp[:, list(LIPS)]).reshape(n, -1)
+        return {
+            "keypoints": clip_keypoints(clip, exp),
+            "target_keypoints": clip_keypoints(clip),
+            "lips": predicted,
+            "target_lips": truth,
+        }
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["pctalk"] = {"predictor_config": asdict(PredictorConfig.of(self.predictor))}

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from pctalk.audio.encoder import load_audio_encoder
 from pctalk.audio.syncnet import SYNC_FRAMES, load_syncnet
+from pctalk.data.schema import Clip
 from pctalk.keypoints.crop import face_box
 from pctalk.keypoints.regions import LIPS
 from pctalk.keypoints.transform import rotation_matrix, transform_keypoints
@@ -140,6 +141,29 @@ class LipRefinerTask(BaseTask):
         loss = hp.get("sync_weight", 0.1) * sync + hp.get("keypoint_weight", 1.0) * keypoint
         loss = loss + hp.get("correction_weight", 0.1) * correction
         return {"loss": loss, "sync": sync, "keypoint_l1": keypoint, "correction": correction}
+
+    def sample(self, clip: Clip) -> dict[str, torch.Tensor]:
+        """A whole clip refined (for :class:`~pctalk.tasks.samples.SampleLogger`, which renders it with this task's
+        LivePortrait): keypoints with the refined lips, and the refined against the ground-truth lip keypoints."""
+        from pctalk.tasks.samples import clip_features, clip_keypoints
+
+        n, lips = clip.meta.n_frames, list(LIPS)
+        feat = clip_features(clip, self.audio_encoder, self.device)
+        style = torch.tensor([clip.meta.style_id], device=self.device)
+        deformation = self.predictor.generate(feat, style)[0].view(n, len(LIPS), 3).cpu()
+        no_lips = torch.from_numpy(clip.motion.exp).clone()
+        no_lips[:, lips] = 0
+        truth = clip_keypoints(clip)
+        lips_in = clip_keypoints(clip, no_lips)[:, lips] + deformation
+        refined = self.refiner(lips_in.view(1, n, -1).to(self.device), feat).view(n, len(LIPS), 3).cpu()
+        keypoints = truth.clone()
+        keypoints[:, lips] = refined
+        return {
+            "keypoints": keypoints,
+            "target_keypoints": truth,
+            "lips": refined.reshape(n, -1),
+            "target_lips": truth[:, lips].reshape(n, -1),
+        }
 
     def sync_loss(
         self, batch: dict[str, Any], ground_truth: torch.Tensor, refined: torch.Tensor, b: int, w: int
