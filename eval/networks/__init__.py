@@ -1,0 +1,1 @@
+"""The frozen networks the metrics run, each loading its original project's checkpoint unchanged."""

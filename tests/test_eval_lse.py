@@ -1,0 +1,134 @@
+"""LSE-C / LSE-D against a line-by-line transcription of syncnet_python's ``SyncNetInstance.evaluate``, with random
+SyncNet weights saved as ``syncnet_v2.model`` is (a plain state dict from before ``num_batches_tracked``)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import python_speech_features
+import torch
+
+from eval.metrics.lse import LSE, LSEInputError, lse_frames, lse_video, offset_distances, to_int16, track_crop
+from eval.networks.syncnet_v2 import SyncNetV2, load_syncnet_v2
+from pctalk.audio.io import load_audio
+from pctalk.media import VideoReader, write_video
+from random_weights import seeded_state_dict
+from raw_media import speech, talking_frames, talking_video
+
+
+@pytest.fixture(scope="module")
+def syncnet_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    template = SyncNetV2().state_dict()
+    state = seeded_state_dict(template, seed=3)
+    state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    path = tmp_path_factory.mktemp("syncnet") / "syncnet_v2.model"
+    torch.save(state, path)
+    return path
+
+
+def calc_pdist(feat1: torch.Tensor, feat2: torch.Tensor, vshift: int = 10) -> list[torch.Tensor]:
+    win_size = vshift * 2 + 1
+    feat2p = torch.nn.functional.pad(feat2, (0, 0, vshift, vshift))
+    return [
+        torch.nn.functional.pairwise_distance(feat1[[i], :].repeat(win_size, 1), feat2p[i : i + win_size, :])
+        for i in range(len(feat1))
+    ]
+
+
+def syncnet_python_evaluate(net: SyncNetV2, images_bgr: list[np.ndarray], audio: np.ndarray, vshift: int = 15):
+    """syncnet_python's evaluate after its ffmpeg/cv2 reading: per-window batches and a loop over windows."""
+    im = np.transpose(np.expand_dims(np.stack(images_bgr, axis=3), axis=0), (0, 3, 4, 1, 2))
+    imtv = torch.from_numpy(im.astype(float)).float()
+    mfcc = np.stack([np.array(i) for i in zip(*python_speech_features.mfcc(audio, 16000), strict=True)])
+    cct = torch.from_numpy(np.expand_dims(np.expand_dims(mfcc, axis=0), axis=0).astype(float)).float()
+    min_length = min(len(images_bgr), math.floor(len(audio) / 640))
+    lastframe, batch_size = min_length - 5, 20
+    im_feat, cc_feat = [], []
+    with torch.no_grad():
+        for i in range(0, lastframe, batch_size):
+            frames = range(i, min(lastframe, i + batch_size))
+            im_feat.append(net.forward_lip(torch.cat([imtv[:, :, v : v + 5, :, :] for v in frames], 0)))
+            cc_feat.append(net.forward_aud(torch.cat([cct[:, :, :, v * 4 : v * 4 + 20] for v in frames], 0)))
+    dists = calc_pdist(torch.cat(im_feat, 0), torch.cat(cc_feat, 0), vshift=vshift)
+    mdist = torch.mean(torch.stack(dists, 1), 1)
+    minval, minidx = torch.min(mdist, 0)
+    return float(torch.median(mdist) - minval), float(minval), int(vshift - minidx), mdist.numpy()
+
+
+def test_lse_equals_syncnet_python(syncnet_file: Path) -> None:
+    net = load_syncnet_v2(syncnet_file)
+    assert not net.training
+    wav = speech("The duck ate too many bees before lunch.")[: int(1.3 * 16000)]
+    frames = talking_frames(wav, 32, size=224)
+    audio = to_int16(wav)
+    conf, dist, offset, mdist = syncnet_python_evaluate(net, [f[..., ::-1] for f in frames], audio)
+    ours = lse_frames(net, frames, wav, vshift=15)
+    np.testing.assert_allclose(ours.mdist, mdist, rtol=1e-5, atol=1e-6)
+    assert ours.lse_c == pytest.approx(conf, rel=1e-4, abs=1e-5)
+    assert ours.lse_d == pytest.approx(dist, rel=1e-5)
+    assert ours.offset == offset
+    assert ours.mdist.shape == (31,)
+
+
+def test_offset_distances_are_the_per_window_loop() -> None:
+    g = torch.Generator().manual_seed(0)
+    fv, fa = torch.randn(40, 16, generator=g), torch.randn(40, 16, generator=g)
+    for vshift in (0, 3, 15, 50):
+        loop = torch.stack(calc_pdist(fv, fa, vshift=vshift))
+        torch.testing.assert_close(offset_distances(fv, fa, vshift), loop)
+
+
+def test_lse_video_reads_the_file_it_scores(syncnet_file: Path, tmp_path: Path) -> None:
+    wav = speech("Then it flew away over the quiet lake.")[: int(1.2 * 16000)]
+    video = write_video(tmp_path / "face.mp4", talking_frames(wav, 30, size=224), audio=wav)
+    result = lse_video(video, syncnet_file)
+    frames = np.concatenate(list(VideoReader(video).chunks()))
+    again = lse_frames(load_syncnet_v2(syncnet_file), frames, load_audio(video))
+    assert (result.lse_c, result.lse_d, result.offset) == (again.lse_c, again.lse_d, again.offset)
+    assert np.isfinite(result.lse_c) and result.lse_d > 0
+
+
+def test_track_crop_is_syncnet_pythons_crop() -> None:
+    frames = np.random.default_rng(0).integers(0, 255, (15, 200, 300, 3), dtype=np.uint8)
+    box = np.array([100.0, 50.0, 160.0, 130.0])  # 60 x 80: half size 40
+    crops = track_crop(frames, np.repeat(box[None], 15, 0))
+    bs, cs = 40.0, 0.4
+    pad = int(bs * (1 + 2 * cs))
+    padded = np.pad(frames[7], ((pad, pad), (pad, pad), (0, 0)), constant_values=110)
+    my, mx = 90 + pad, 130 + pad
+    face = padded[int(my - bs) : int(my + bs * (1 + 2 * cs)), int(mx - bs * (1 + cs)) : int(mx + bs * (1 + cs))]
+    import cv2
+
+    np.testing.assert_array_equal(crops[7], cv2.resize(face, (224, 224)))
+
+
+def test_lse_track_mode_finds_the_face_in_full_frames(syncnet_file: Path) -> None:
+    wav = speech("The duck ate too many bees before lunch.")[: int(1.0 * 16000)]
+    frames = talking_frames(wav, 25, size=320)
+    result = lse_frames(load_syncnet_v2(syncnet_file), frames, wav, crop="track")
+    assert np.isfinite(result.lse_c) and np.isfinite(result.lse_d)
+    with pytest.raises(LSEInputError, match="no face"):
+        lse_frames(load_syncnet_v2(syncnet_file), np.full_like(frames, 128), wav, crop="track")
+
+
+def test_lse_metric_averages_videos_and_skips_bad_ones(syncnet_file: Path, tmp_path: Path, caplog) -> None:
+    good = [
+        write_video(tmp_path / f"v{i}.mp4", talking_frames(w, 28, size=224), audio=w)
+        for i, w in enumerate(speech(s)[: int(1.1 * 16000)] for s in ("Nobody expected it.", "Children laughed."))
+    ]
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
+    short = write_video(tmp_path / "short.mp4", talking_frames(speech("Hi."), 4, size=224), audio=speech("Hi."))
+    silent_track = talking_video(tmp_path / "mute.mp4", audio=False)
+    metric = LSE(syncnet_file)
+    metric.update([good[0], corrupt, short, silent_track])
+    metric.update(good[1])
+    out = metric.compute()
+    singles = [lse_video(v, syncnet_file) for v in good]
+    assert float(out["lse_c"]) == pytest.approx(np.mean([r.lse_c for r in singles]), rel=1e-6)
+    assert float(out["lse_d"]) == pytest.approx(np.mean([r.lse_d for r in singles]), rel=1e-6)
+    assert int(metric.skipped) == 3 and int(metric.videos) == 2
+    assert "corrupt.mp4" in caplog.text and "short.mp4" in caplog.text and "mute.mp4" in caplog.text
