@@ -171,6 +171,13 @@ REGISTRY: tuple[PretrainedFile, ...] = (
         ("pctalk-eval run",),
         "3DMM coefficient regressor (ResNet-50) for E-FID",
     ),
+    PretrainedFile(
+        "efid.lm3d",
+        "deep3dfacerecon/BFM/similarity_Lm3D_all.mat",
+        "Deep3DFaceRecon_pytorch (github.com/sicxu/Deep3DFaceRecon_pytorch): BFM/similarity_Lm3D_all.mat",
+        ("pctalk-eval run",),
+        "the 3DMM's mean landmarks that E-FID aligns faces to",
+    ),
 )
 
 _BY_NAME = {entry.name: entry for entry in REGISTRY}

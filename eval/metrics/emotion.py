@@ -1,0 +1,91 @@
+"""Acc_emo: video-level top-1 accuracy of an Emotion-FAN classifier on generated videos.
+
+The checkpoint's output classes are mapped to pctalk's emotion order (:data:`pctalk.data.schema.EMOTIONS`) by name:
+files written by ``pctalk fit -c experiments/eval/emotion_classifier.yaml`` store their class names; for a published
+file give them with ``classes=[...]`` in the order of its outputs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torchmetrics import Metric
+
+from eval.networks.emotion_fan import load_emotion_fan, preprocess_faces
+from pctalk.data.schema import EMOTIONS
+
+__all__ = ["EmotionAccuracy"]
+
+#: Other spellings of pctalk's emotion names that checkpoints use.
+_ALIASES = {"disgust": "disgusted", "surprise": "surprised", "fearful": "fear", "anger": "angry", "happiness": "happy",
+            "sadness": "sad"}  # fmt: skip
+
+
+def _canonical(name: str) -> str:
+    name = name.strip().lower()
+    name = _ALIASES.get(name, name)
+    if name not in EMOTIONS:
+        raise ValueError(f"unknown emotion class {name!r}; pctalk's emotions are {', '.join(EMOTIONS)}")
+    return name
+
+
+class EmotionAccuracy(Metric):
+    """Top-1 accuracy of the classifier's video-level prediction against the intended emotion.
+
+    Args:
+        checkpoint: an Emotion-FAN checkpoint.
+        classes: the checkpoint's output classes in order (needed when the file does not store them).
+        attention: ``"relation"`` (Emotion-FAN's best) or ``"self"``.
+
+    ``update(videos, emotions)``: a sequence of ``(T, H, W, 3)`` uint8 face-crop videos and their target emotions
+    (names, or indices into ``EMOTIONS``).
+    """
+
+    full_state_update = False
+    higher_is_better = True
+    is_differentiable = False
+
+    def __init__(
+        self,
+        checkpoint: str | os.PathLike[str],
+        classes: Sequence[str] | None = None,
+        attention: str = "relation",
+        max_frames: int | None = None,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.net, stored = load_emotion_fan(checkpoint)
+        names = classes or stored
+        n_out = self.net.pred_fc1.out_features
+        if names is None:
+            raise ValueError(f"{checkpoint} does not store its class names; pass classes=[...] ({n_out} names in "
+                             f"the order of its outputs)")  # fmt: skip
+        if len(names) != n_out:
+            raise ValueError(f"{checkpoint} has {n_out} outputs but {len(names)} class names were given")
+        self.classes = tuple(_canonical(n) for n in names)
+        self.attention, self.max_frames = attention, max_frames
+        self.add_state("correct", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("total", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+
+    @torch.inference_mode()
+    def predict(self, video: np.ndarray) -> str:
+        """The emotion predicted for one ``(T, H, W, 3)`` uint8 face-crop video."""
+        frames = np.asarray(video)[: self.max_frames]
+        faces = preprocess_faces(frames).to(self.device)
+        features, alphas = zip(*(self.net.frame_features(chunk) for chunk in faces.split(64)), strict=True)
+        logits = self.net.video_logits(torch.cat(features), torch.cat(alphas), self.attention)
+        return self.classes[int(logits.argmax())]
+
+    def update(self, videos: Sequence[np.ndarray], emotions: Sequence[str | int]) -> None:
+        if len(videos) != len(emotions):
+            raise ValueError(f"{len(videos)} videos but {len(emotions)} target emotions")
+        for video, emotion in zip(videos, emotions, strict=True):
+            target = EMOTIONS[emotion] if isinstance(emotion, int) else _canonical(emotion)
+            self.correct += float(self.predict(video) == target)
+            self.total += 1
+
+    def compute(self) -> torch.Tensor:
+        return self.correct / self.total
