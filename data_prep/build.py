@@ -77,6 +77,13 @@ def _motion(models: BuildModels, crops: list[np.ndarray]) -> dict[str, np.ndarra
     return {k: getattr(m, k).float().cpu().numpy() for k in ("kp", "exp", "pitch", "yaw", "roll", "t", "scale")}
 
 
+def _face_crop(image: np.ndarray) -> np.ndarray:
+    """The ``256 x 256`` face crop stored for the emotion classifier."""
+    if image.shape[:2] == (256, 256):
+        return image.copy()
+    return cv2.resize(image, (256, 256), interpolation=cv2.INTER_AREA)
+
+
 def process_clip(
     src: ClipSource,
     split: str,
@@ -84,8 +91,10 @@ def process_clip(
     style_id: int = 0,
     min_frames: int = 50,
     segment_frames: int = 0,
+    face_frames: int = 0,
 ) -> list[Clip]:
-    """Turn one raw clip into samples (several when ``segment_frames`` cuts it into pieces).
+    """Turn one raw clip into samples (several when ``segment_frames`` cuts it into pieces), each with
+    ``face_frames`` face crops at evenly spaced frames when asked (for the emotion classifier).
 
     Raises:
         SkipClip: the clip cannot be used; the message says why.
@@ -109,6 +118,14 @@ def process_clip(
     if audio_s < video_s - AUDIO_TOLERANCE_S:
         raise SkipClip(f"audio shorter than video: {audio_s:.2f} s of audio for {video_s:.2f} s of video")
 
+    pieces = [(0, n, src.clip)]
+    if segment_frames and n >= segment_frames:
+        pieces = [
+            (s, s + segment_frames, f"{src.clip}_s{i:03d}")
+            for i, s in enumerate(range(0, n - segment_frames + 1, segment_frames))
+        ]
+    wanted = {int(i) for start, stop, _ in pieces for i in np.linspace(start, stop - 1, face_frames).round()}
+    faces: dict[int, np.ndarray] = {}
     parts: dict[str, list[np.ndarray]] = {}
     first_crop: np.ndarray | None = None
     pending: list[np.ndarray] = []
@@ -120,8 +137,10 @@ def process_clip(
 
     try:
         frames = (frame for chunk in reader.chunks(models.batch_size) for frame in chunk)
-        for crop in models.cropper.track(frames):
+        for index, crop in enumerate(models.cropper.track(frames)):
             first_crop = crop.image if first_crop is None else first_crop
+            if index in wanted:
+                faces[index] = _face_crop(crop.image)
             pending.append(crop.image)
             if len(pending) == models.batch_size:
                 flush()
@@ -136,12 +155,6 @@ def process_clip(
         raise SkipClip(f"unreadable video: decoded {len(motion['exp'])} of {n} frames")
 
     wav = fit_to_frames(wav, n)
-    pieces = [(0, n, src.clip)]
-    if segment_frames and n >= segment_frames:
-        pieces = [
-            (s, s + segment_frames, f"{src.clip}_s{i:03d}")
-            for i, s in enumerate(range(0, n - segment_frames + 1, segment_frames))
-        ]
     clips = []
     for start, stop, name in pieces:
         length = stop - start
@@ -173,7 +186,10 @@ def process_clip(
             kp=motion["kp"].mean(0),
         )
         key = ClipSource(src.dataset, src.identity, name, src.video).key
-        clips.append(Clip(key, clip_motion, mel.numpy(), audio.numpy(), first_crop, meta, feat))
+        own = None
+        if face_frames:
+            own = np.stack([faces[int(i)] for i in np.linspace(start, stop - 1, face_frames).round()])
+        clips.append(Clip(key, clip_motion, mel.numpy(), audio.numpy(), first_crop, meta, feat, own))
     return clips
 
 
@@ -195,6 +211,7 @@ def build(
     gpus: int = 8,
     workers: int = 4,
     progress: bool = True,
+    face_frames: int = 0,
 ) -> int:
     """Build (or resume) this job's shards; returns the exit status (1 only when nothing was written).
 
@@ -251,7 +268,9 @@ def build(
                 split = splits[src.identity]
                 try:
                     segment = int(test_seconds * 25) if split == "test" else 0
-                    for clip in process_clip(src, split, models, style_ids[src.identity], min_frames, segment):
+                    for clip in process_clip(
+                        src, split, models, style_ids[src.identity], min_frames, segment, face_frames
+                    ):
                         sink.write(clip, source=str(src.video))
                 except SkipClip as err:
                     sink.skip(src.key, str(err), source=str(src.video))
@@ -312,6 +331,7 @@ def build_command(
     batch_size: int = 32,
     liveportrait_size: Literal["official", "tiny"] = "official",
     progress: bool = True,
+    face_frames: int = 0,
 ) -> int:
     """Build WebDataset shards (motion, audio, mel, reference crop) from raw clips; resumable, SLURM-array aware.
 
@@ -332,8 +352,11 @@ def build_command(
         batch_size: frames per motion-extraction batch.
         liveportrait_size: network sizes of the weights (tiny is for tests).
         progress: show a progress bar.
+        face_frames: also store this many face crops per clip, evenly spaced (to train the emotion classifier
+            with experiments/eval/emotion_classifier.yaml; 16 is plenty).
     """
     models = load_models(weights, cropper, audio_features, liveportrait_size, batch_size)
     return build(
-        dataset, root, out, models, split_file, num_jobs, job_index, min_frames, test_seconds, gpus, workers, progress
-    )
+        dataset, root, out, models, split_file, num_jobs, job_index, min_frames, test_seconds, gpus, workers, progress,
+        face_frames,
+    )  # fmt: skip

@@ -9,8 +9,19 @@ from pctalk.commands import Verb, dispatch
 
 __all__ = ["VERBS", "main"]
 
+
+def _run():
+    from eval.runner import run_command
+
+    return run_command
+
+
 #: The verbs of ``pctalk-eval``; each evaluation command registers here.
-VERBS: dict[str, Verb] = {}
+VERBS: dict[str, Verb] = {
+    "run": Verb(
+        "score methods on the test clips and write the paper's tables (--config experiments/eval/*.yaml)", _run
+    ),
+}
 
 
 def main(args: Sequence[str] | None = None) -> int:

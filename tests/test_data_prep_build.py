@@ -41,7 +41,8 @@ def test_hdtf_build_round_trip(tmp_path: Path, models: BuildModels) -> None:
     split_file = tmp_path / "splits.txt"
     split_file.write_text("WDA_Alice train\nRD_Bob val\nWRA_Carol test\n")
     out = tmp_path / "shards"
-    status = build("hdtf", root, out, models, split_file=split_file, min_frames=20, test_seconds=1.0, progress=False)
+    status = build("hdtf", root, out, models, split_file=split_file, min_frames=20, test_seconds=1.0, progress=False,
+                   face_frames=3)  # fmt: skip
     assert status == 0
     clips = read_shards(out)
     by_split = {s: sorted(c.key for c in clips if c.meta.split == s) for s in ("train", "val", "test")}
@@ -53,6 +54,7 @@ def test_hdtf_build_round_trip(tmp_path: Path, models: BuildModels) -> None:
         assert clip.motion.exp.shape == (n, 21, 3) and clip.motion.scale.shape == (n, 1)
         assert clip.audio.shape == (n * 640,) and clip.mel.shape == (80, n * 640 // 200 + 1)
         assert clip.ref.shape == (256, 256, 3) and clip.meta.schema_version == SCHEMA_VERSION
+        assert clip.faces.shape == (3, 256, 256, 3)  # face crops for the emotion classifier, per (test) piece
         assert np.isfinite(clip.motion.exp).all()
     assert all(c.meta.n_frames == 25 for c in clips if c.meta.split == "test")
     alice = [c for c in clips if c.meta.identity == "WDA_Alice"]
@@ -82,6 +84,7 @@ def test_mead_layout_with_separate_audio(tmp_path: Path, models: BuildModels) ->
         "mead/W011/happy_3_001",
         "mead/W011/neutral_1_001",
     ]
+    assert all(c.faces is None for c in clips)  # no face crops unless asked for
     happy = next(c for c in clips if c.key == "mead/W011/happy_3_001")
     assert (happy.meta.emotion, happy.meta.level, happy.meta.emotion_id) == ("happy", 3, 1)
     assert {c.meta.split for c in clips if c.meta.identity == "M003"} == {"test"}  # MEAD's default test identity

@@ -15,7 +15,7 @@ from skimage import data
 
 from eval.metrics.fvd import FVD
 from eval.metrics.niqe import NIQE
-from tiny_i3d import TinyI3D
+from eval_networks import TinyI3D
 
 
 def _videos(seed: int, n: int = 6) -> list[np.ndarray]:

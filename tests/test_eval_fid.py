@@ -6,7 +6,6 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
-from unittest import mock
 
 import cv2
 import numpy as np
@@ -16,37 +15,11 @@ from PIL import Image
 from skimage import data
 
 from eval.metrics.fid import FID, fid_from_dirs, load_inception
+from eval_networks import fid_inception_template
 from pctalk.weights.registry import MissingWeightsError
 from random_weights import seeded_state_dict
 
 WEIGHTS = "pt_inception-2015-12-05-6726825d.pth"
-
-
-class _Built(Exception):
-    pass
-
-
-def fid_inception_template() -> dict[str, torch.Tensor]:
-    """The state dict layout of pytorch-fid's FID Inception (its own constructor, stopped before the download)."""
-    from pytorch_fid import inception
-
-    built = []
-    original = inception._inception_v3
-
-    def capture(*args, **kwargs):
-        built.append(original(*args, **kwargs))
-        return built[-1]
-
-    def stop(*args, **kwargs):
-        raise _Built
-
-    with (
-        mock.patch.object(inception, "_inception_v3", capture),
-        mock.patch.object(inception, "load_state_dict_from_url", stop),
-    ):
-        with pytest.raises(_Built):
-            inception.fid_inception_v3()
-    return built[0].state_dict()
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ import torch
 from skimage import data
 
 from eval.metrics.fvd import FVD, FVDProtocol, load_i3d, video_clips
+from eval_networks import TinyI3D
 from pctalk.weights.registry import MissingWeightsError
-from tiny_i3d import TinyI3D
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 

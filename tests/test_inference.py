@@ -12,7 +12,6 @@ import pytest
 import torch
 from skimage import data
 
-from pctalk.audio.encoder import AudioEncoder
 from pctalk.cli import main
 from pctalk.inference import Controls, EmotionControl, TalkingFacePipeline
 from pctalk.inference.kalman import kalman_smooth
@@ -21,11 +20,7 @@ from pctalk.inference.timeline import Timeline
 from pctalk.keypoints.regions import BROWS, EYES, LIPS
 from pctalk.keypoints.transform import rotation_matrix
 from pctalk.media import VideoReader
-from pctalk.models import ExpressionPredictor, LipRefiner
-from pctalk.models.emc import EmotionConfig, save_emc
-from pctalk.models.lac import save_lac
 from pctalk.models.windows import predict_windows, window_plan
-from pctalk.weights import save_checkpoint
 from raw_media import speech, talking_video
 
 T = 25
@@ -149,25 +144,6 @@ def test_emotion_control_parsing() -> None:
 
 
 # -- the pipeline with tiny models ------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def release(tmp_path: Path, seeded: int) -> Path:
-    """Tiny random LAC (predictor + refiner) and EMC in the release layout, with non-zero outputs."""
-    folder = tmp_path / "release"
-    encoder = AudioEncoder(0.125)
-    save_checkpoint(encoder.state_dict(), folder / "audio_encoder.pth")
-    predictor = ExpressionPredictor(n_styles=3, audio_dim=64, d_model=32, n_heads=4, ff_dim=64)
-    torch.nn.init.normal_(predictor.vertice_map_r.weight, std=0.05)
-    refiner = LipRefiner(18, 64)
-    torch.nn.init.normal_(refiner.linear.weight, std=0.01)
-    save_lac(folder / "lac.pth", predictor, refiner)
-    config = EmotionConfig(n_styles=3, audio_dim=64, d_model=32, n_heads=4, ff_dim=64, emotion_layers=1)
-    emotion = config.build()
-    torch.nn.init.normal_(emotion.emotion_encoder.output_map.weight, std=0.5)
-    torch.nn.init.normal_(emotion.decoder.vertice_map_r.weight, std=0.05)
-    save_emc(folder / "emc.pth", emotion, config)
-    return folder
 
 
 @pytest.fixture

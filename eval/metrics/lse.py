@@ -7,7 +7,8 @@ embedding is compared with the ``2·vshift + 1`` audio embeddings around it (``F
 windows per offset gives ``mdist``; LSE-D = ``min(mdist)``, LSE-C = ``median(mdist) − min(mdist)``, and the AV offset
 is ``vshift − argmin``. Scores are per video, then averaged over videos.
 
-The offset search is one batched operation instead of syncnet_python's loop over windows; the numbers are the same.
+The offset search runs one batched distance per offset (over blocks of windows) instead of syncnet_python's loop over
+windows; the numbers are bit-identical.
 
 Crop convention:
 
@@ -192,17 +193,32 @@ def embed(
     return torch.cat(feats_v), torch.cat(feats_a)
 
 
-def offset_distances(feat_v: torch.Tensor, feat_a: torch.Tensor, vshift: int = 15) -> torch.Tensor:
+@torch.inference_mode()
+def offset_distances(feat_v: torch.Tensor, feat_a: torch.Tensor, vshift: int = 15, block: int = 256) -> torch.Tensor:
     """``(N, 2·vshift + 1)`` distances between each visual embedding and the audio embeddings ``−vshift … +vshift``
-    windows away (zero rows beyond the ends), all offsets at once.
+    windows away (zero rows beyond the ends).
+
+    syncnet_python's ``calc_pdist`` calls ``F.pairwise_distance`` (``‖v − a + ε‖``, ``ε = 1e-6``) once per window.
+    Here each offset is one subtraction, one ``+ ε`` and one norm over a block of ``block`` windows at once, in a
+    reused buffer (blocks keep the operands in cache on long videos): the same element operations and reduction, so
+    the result is bit-identical, with 31 operations per block instead of one call per window.
 
     Args:
         feat_v: ``(N, D)`` visual embeddings.
         feat_a: ``(N, D)`` audio embeddings.
     """
+    n, width = len(feat_v), 2 * vshift + 1
     padded = F.pad(feat_a, (0, 0, vshift, vshift))  # (N + 2 vshift, D)
-    windows = padded.unfold(0, 2 * vshift + 1, 1).transpose(1, 2)  # (N, 2 vshift + 1, D)
-    return F.pairwise_distance(feat_v[:, None, :], windows)
+    out = torch.empty(width, n, dtype=feat_v.dtype, device=feat_v.device)
+    buffer = torch.empty(min(block, n), feat_v.shape[1], dtype=feat_v.dtype, device=feat_v.device)
+    for start in range(0, n, block):
+        stop = min(n, start + block)
+        diff = buffer[: stop - start]
+        for k in range(width):
+            torch.sub(feat_v[start:stop], padded[start + k : stop + k], out=diff)
+            diff.add_(1e-6)
+            torch.linalg.vector_norm(diff, dim=1, out=out[k, start:stop])
+    return out.T.contiguous()
 
 
 def sync_scores(distances: torch.Tensor, vshift: int = 15) -> LSEResult:

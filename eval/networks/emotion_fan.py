@@ -73,16 +73,16 @@ class EmotionFAN(nn.Module):
         return f, self.alpha(self.dropout(f))
 
     def video_logits(self, features: torch.Tensor, alphas: torch.Tensor, attention: str = "relation") -> torch.Tensor:
-        """``(C,)`` logits of one video from its ``(T, 512)`` frame features and ``(T, 1)`` weights."""
-        vm = (features * alphas).sum(0, keepdim=True) / alphas.sum(0, keepdim=True)  # (1, 512)
+        """Logits ``(..., C)`` of videos from their frame features ``(..., T, 512)`` and weights ``(..., T, 1)``."""
+        vm = (features * alphas).sum(-2, keepdim=True) / alphas.sum(-2, keepdim=True)  # (..., 1, 512)
         if attention == "self":
-            return self.pred_fc1(self.dropout(vm))[0]
+            return self.pred_fc1(self.dropout(vm)).squeeze(-2)
         if attention != "relation":
             raise ValueError(f"attention must be 'relation' or 'self', got {attention!r}")
-        cate = torch.cat([features, vm.expand_as(features)], dim=1)  # (T, 1024)
+        cate = torch.cat([features, vm.expand_as(features)], dim=-1)  # (..., T, 1024)
         betas = self.beta(self.dropout(cate))
-        pooled = (cate * alphas).sum(0, keepdim=True) / (alphas * betas).sum(0, keepdim=True)
-        return self.pred_fc2(self.dropout2(pooled))[0]
+        pooled = (cate * alphas).sum(-2, keepdim=True) / (alphas * betas).sum(-2, keepdim=True)
+        return self.pred_fc2(self.dropout2(pooled)).squeeze(-2)
 
     def forward(self, faces: torch.Tensor, attention: str = "relation") -> torch.Tensor:
         """``(T, 3, 224, 224)`` faces of one video -> ``(C,)`` logits."""

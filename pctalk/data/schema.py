@@ -9,6 +9,8 @@ A sample's key is ``<dataset>/<identity>/<clip>`` and its members are:
 ``audio.npy``      ``(T * 640,)`` float32 16 kHz mono, fitted to the frames by the length rule
 ``audio_feat.npy`` optional ``(T, 512)`` float32 audio encoder features
 ``ref.jpg``        a ``256 x 256`` RGB reference crop (for rendering in the lip-refiner stage)
+``faces.npz``      optional ``K`` face crops ``256 x 256`` RGB at evenly spaced frames, JPEG-encoded (``f000`` …),
+                   for training the emotion classifier (``pctalk-data build --face-frames K``)
 ``meta.json``      :class:`ClipMeta`
 =================  ==============================================================================================
 
@@ -137,6 +139,7 @@ class Clip:
     ref: np.ndarray  # (256, 256, 3) uint8
     meta: ClipMeta
     audio_feat: np.ndarray | None = None  # (T, 512) float32
+    faces: np.ndarray | None = None  # (K, 256, 256, 3) uint8
 
     def __post_init__(self) -> None:
         n = len(self.motion)
@@ -152,6 +155,8 @@ class Clip:
             )
         if self.audio_feat is not None and self.audio_feat.shape != (n, 512):
             raise SchemaError(f"{self.key}: audio_feat must be ({n}, 512), got {self.audio_feat.shape}")
+        if self.faces is not None and (self.faces.ndim != 4 or self.faces.shape[1:] != (256, 256, 3)):
+            raise SchemaError(f"{self.key}: faces must be (K, 256, 256, 3), got {self.faces.shape}")
 
 
 def _npy(array: np.ndarray) -> bytes:
@@ -185,6 +190,10 @@ def encode_sample(clip: Clip) -> dict[str, Any]:
     }
     if clip.audio_feat is not None:
         sample["audio_feat.npy"] = _npy(clip.audio_feat.astype(np.float32))
+    if clip.faces is not None:
+        faces = io.BytesIO()
+        np.savez(faces, **{f"f{i:03d}": np.frombuffer(_jpg(face), np.uint8) for i, face in enumerate(clip.faces)})
+        sample["faces.npz"] = faces.getvalue()
     return sample
 
 
@@ -219,6 +228,13 @@ def decode_sample(sample: dict[str, Any]) -> Clip:
     if ref is None:
         raise SchemaError(f"sample {key}: ref.jpg does not decode")
     feat = sample.get("audio_feat.npy")
+    faces = None
+    if "faces.npz" in sample:
+        with np.load(io.BytesIO(sample["faces.npz"]), allow_pickle=False) as npz:
+            decoded = [cv2.imdecode(npz[name], cv2.IMREAD_COLOR) for name in sorted(npz.files)]
+        if any(f is None for f in decoded):
+            raise SchemaError(f"sample {key}: faces.npz holds an image that does not decode")
+        faces = np.ascontiguousarray(np.stack(decoded)[..., ::-1])
     return Clip(
         key=key,
         motion=motion,
@@ -227,4 +243,5 @@ def decode_sample(sample: dict[str, Any]) -> Clip:
         ref=np.ascontiguousarray(ref[..., ::-1]),
         meta=meta,
         audio_feat=None if feat is None else np.load(io.BytesIO(feat), allow_pickle=False),
+        faces=faces,
     )

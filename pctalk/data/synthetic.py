@@ -8,7 +8,9 @@ What is real and what is made up:
 - **Made up**: the motion. Phonemes map to three visemes (open, wide, round) smoothed for co-articulation; the lip
   deformation follows LivePortrait's known lip edit directions (the built-in pronunciation vectors); each identity
   has its own canonical keypoints, scale, head motion and speaking style (how wide and how round it articulates);
-  emotions are fixed offsets of the lips, eyes and brows at three levels.
+  emotions are fixed offsets of the lips, eyes and brows at three levels. With ``face_frames``, each clip also
+  stores face crops for the emotion classifier: its reference frame, jittered, with an invented emotion cue (a dot
+  whose place around the face says the emotion and whose size says the level).
 
 So a model trained on it learns a real audio -> timing relation and an invented motion vocabulary: enough to prove
 every training stage runs and learns, not to make a talking face.
@@ -187,6 +189,21 @@ def _smooth_noise(n: int, rng: np.random.Generator, sigma: float) -> np.ndarray:
     return np.apply_along_axis(lambda x: np.convolve(x, kernel, mode="valid"), 0, noise)
 
 
+def _emotion_faces(ref: np.ndarray, emotion: str, level: int, k: int, seed: int) -> np.ndarray:
+    """``(k, 256, 256, 3)`` jittered copies of ``ref`` with the invented emotion cue (none for neutral)."""
+    rng = np.random.default_rng(seed)
+    index = EMOTIONS.index(emotion)
+    out = np.empty((k, 256, 256, 3), np.uint8)
+    for j in range(k):
+        face = np.roll(ref, tuple(int(v) for v in rng.integers(-6, 7, 2)), axis=(0, 1)).copy()
+        if index:
+            angle = 2 * math.pi * index / len(EMOTIONS)
+            centre = (int(128 + 100 * math.cos(angle)), int(128 + 100 * math.sin(angle)))
+            cv2.circle(face, centre, 6 + 4 * max(level, 1), (255, 40, 40), -1)
+        out[j] = face
+    return out
+
+
 def synth(
     out: str | os.PathLike[str],
     clips: int = 64,
@@ -194,6 +211,7 @@ def synth(
     seed: int = 0,
     neutral_fraction: float = 0.5,
     progress: bool = True,
+    face_frames: int = 0,
 ) -> int:
     """Write a synthetic corpus of ``clips`` clips over ``identities`` identities (one of them a cat).
 
@@ -204,6 +222,7 @@ def synth(
         seed: random seed (the corpus is deterministic given it).
         neutral_fraction: share of neutral clips; the rest cycle through the other emotions at levels 1-3.
         progress: show a progress bar.
+        face_frames: also store this many face crops per clip (for the emotion classifier; see the module doc).
     """
     from rich.progress import Progress
 
@@ -259,9 +278,9 @@ def synth(
                 source=f"pctalk-data synth (seed {seed}): eSpeak NG {sentence!r}",
                 extra={"text": sentence, "words": [(w.text, w.start, w.end) for w in speech.words]},
             )
-            clip = Clip(
-                clip_key("synth", person.name, name), motion, melspectrogram(wav).numpy(), wav.numpy(), person.ref, meta
-            )
+            faces = _emotion_faces(person.ref, emotion, level, face_frames, seed * 100_003 + i) if face_frames else None
+            key = clip_key("synth", person.name, name)
+            clip = Clip(key, motion, melspectrogram(wav).numpy(), wav.numpy(), person.ref, meta, faces=faces)
             sink.write(clip, source="synth")
             bar.update(task, advance=1)
     write_index(out)

@@ -1,0 +1,140 @@
+"""Evaluation cost: seconds per 10 s talking video (250 frames) for each metric, and LSE's offset search against
+syncnet_python's per-window loop.
+
+Networks are the metrics' own at their published sizes with random weights (SyncNet v2, pytorch-fid's Inception,
+Emotion-FAN ResNet-18, Deep3DFaceRecon ResNet-50); FVD needs the real ``i3d_torchscript.pt`` (``--i3d PATH``) and is
+skipped without it. Frames: the astronaut photo with a mouth moving to eSpeak speech, 512×512 (224×224 for LSE).
+
+    python benchmarks/bench_eval.py [--seconds 10] [--i3d i3d_torchscript.pt]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from unittest import mock
+
+import cv2
+import numpy as np
+import torch
+from skimage import data
+
+from common import machine, timeit
+from eval.metrics.lse import embed, mfcc, offset_distances, to_int16
+from eval.networks.deep3dfacerecon import ReconNet, align_face
+from eval.networks.emotion_fan import EmotionFAN, preprocess_faces
+from eval.networks.syncnet_v2 import SyncNetV2
+from pctalk.audio.tts import synthesize
+
+TEXT = "The duck ate too many bees. Then it flew away over the quiet lake while the children laughed at the wind."
+
+
+def per_window_loop(feat_v: torch.Tensor, feat_a: torch.Tensor, vshift: int = 15) -> torch.Tensor:
+    """syncnet_python's ``calc_pdist``: one ``pairwise_distance`` per window."""
+    win = 2 * vshift + 1
+    padded = torch.nn.functional.pad(feat_a, (0, 0, vshift, vshift))
+    return torch.stack([torch.nn.functional.pairwise_distance(feat_v[[i], :].repeat(win, 1), padded[i : i + win, :])
+                        for i in range(len(feat_v))])  # fmt: skip
+
+
+def once(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--i3d", type=Path, default=None)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    n = int(args.seconds * 25)
+    speech = synthesize(TEXT).wav
+    wav = speech.repeat(int(args.seconds * 16000 // len(speech)) + 1)[: int(args.seconds * 16000)]
+    face = cv2.resize(data.astronaut(), (512, 512))
+    frames = np.repeat(face[None], n, axis=0)
+    for i in range(n):  # a moving mouth
+        cv2.ellipse(frames[i], (223, 161), (15, 2 + 8 * (i % 5)), 0, 0, 360, (40, 10, 10), -1)
+    print(f"machine: {machine()}")
+    print(f"video: {args.seconds:.0f} s, {n} frames\n")
+    rows = []
+
+    net = SyncNetV2().eval()
+    small = np.stack([cv2.resize(f, (224, 224)) for f in frames])[..., ::-1].copy()
+    samples = to_int16(wav)
+    t_mfcc = once(lambda: mfcc(samples))
+    t_embed = once(lambda: embed(net, small, mfcc(samples), len(samples)))
+    feat_v, feat_a = embed(net, small, mfcc(samples), len(samples))
+    t_vec = timeit(lambda: offset_distances(feat_v, feat_a, 15), repeats=50)
+    t_loop = timeit(lambda: per_window_loop(feat_v, feat_a, 15), repeats=50)
+    assert torch.equal(offset_distances(feat_v, feat_a, 15), per_window_loop(feat_v, feat_a, 15))
+    rows += [
+        ("LSE: MFCC", t_mfcc),
+        ("LSE: SyncNet embeddings (both streams)", t_embed),
+        ("LSE: offset search, batched (ours)", t_vec),
+        ("LSE: offset search, per-window loop (syncnet_python)", t_loop),
+    ]
+
+    from pytorch_fid import inception
+
+    from eval.metrics.fid import inception_features
+
+    with (
+        mock.patch.object(inception, "load_state_dict_from_url", lambda *a, **k: None),
+        mock.patch.object(torch.nn.Module, "load_state_dict", lambda *a, **k: None),
+    ):  # random weights: skip the file
+        fid_net = inception.InceptionV3([3]).eval()
+    images = torch.from_numpy(frames).permute(0, 3, 1, 2)
+    rows.append(("FID: Inception pool3 features, one video", once(
+        lambda: [inception_features(fid_net, b) for b in images.split(50)])))  # fmt: skip
+
+    from eval.metrics.niqe import niqe
+
+    rows.append(("NIQE, every frame (512x512)", once(lambda: [niqe(f) for f in frames])))
+
+    fan = EmotionFAN(8).eval()
+
+    def acc_emo() -> None:
+        with torch.inference_mode():
+            parts = [fan.frame_features(chunk) for chunk in preprocess_faces(frames).split(64)]
+            fan.video_logits(torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))
+
+    rows.append(("Acc_emo: Emotion-FAN, every frame", once(acc_emo)))
+
+    recon = ReconNet().eval()
+    lm3d = np.array([[-0.31, 0.29, 0.13], [0.31, 0.29, 0.13], [0.0, 0.0, 0.6], [-0.25, -0.35, 0.2], [0.25, -0.35, 0.2]])
+    lm5 = np.array([[185.0, 110.0], [235.0, 105.0], [212.0, 140.0], [190.0, 170.0], [232.0, 167.0]])
+
+    def efid() -> None:
+        crops = np.stack([align_face(f, lm5, lm3d) for f in frames])
+        with torch.inference_mode():
+            for b in torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(255).split(50):
+                recon(b)
+
+    rows.append(("E-FID: alignment + Deep3DFaceRecon, every frame", once(efid)))
+
+    if args.i3d is not None:
+        from eval.metrics.fvd import FVD
+
+        fvd = FVD(args.i3d)
+        rows.append(("FVD: I3D features of the 16-frame clips", once(lambda: fvd.update([frames], real=False))))
+    else:
+        print("FVD: not measured (pass --i3d i3d_torchscript.pt)")
+
+    print(f"{'stage':<58} {'s per video':>12}")
+    for name, seconds in rows:
+        print(f"{name:<58} {seconds:12.4f}")
+    print("\noffset search (vshift 15), batched per offset vs syncnet_python's per-window loop, bit-identical:")
+    print(f"  {n - 5} windows: {t_vec * 1e3:.2f} ms vs {t_loop * 1e3:.2f} ms, {t_loop / t_vec:.1f}x")
+    g = torch.Generator().manual_seed(0)
+    for windows in (1495, 8995):  # 60 s and 6 min
+        fv, fa = torch.randn(windows, 1024, generator=g), torch.randn(windows, 1024, generator=g)
+        fast = timeit(lambda fv=fv, fa=fa: offset_distances(fv, fa, 15))
+        slow = timeit(lambda fv=fv, fa=fa: per_window_loop(fv, fa, 15))
+        print(f"  {windows} windows: {fast * 1e3:.2f} ms vs {slow * 1e3:.2f} ms, {slow / fast:.1f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,402 @@
+"""``pctalk-eval run``: the paper's benchmark tables as a Lightning ``trainer.test`` loop.
+
+For every test clip (the identities ``splits.json`` puts in ``test``) and every method, the generated video is either
+made with pctalk's inference pipeline (video or image input; written once to ``<out>/videos/<method>/<clip>.mp4``,
+so a re-run resumes) or taken from a folder of another method's videos (``<clip key>.mp4``). Each rank of a DDP run
+takes its share of the clips; the metrics' states reduce across ranks at the end. A clip that cannot be read or
+scored (corrupt, too short, no face) is logged and skipped, and listed in the results.
+
+Outputs (written atomically by rank 0): ``<out>/results.json`` (merged across runs, one entry per table block and
+method, with the protocols used) and ``<out>/table.md`` (the paper's layout, its numbers beside ours).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from eval.paper import COLUMNS, LABELS, PAPER
+from pctalk.weights.io import atomic_write
+from pctalk.weights.registry import resolve
+
+__all__ = ["EvalTask", "Method", "MetricSettings", "render_table", "run_command", "test_clips"]
+
+log = logging.getLogger(__name__)
+
+ALL_METRICS = ("lse", "fid", "niqe", "fvd", "acc_emo", "efid")
+
+
+@dataclass
+class Method:
+    """One row of a table: how its videos are obtained.
+
+    Attributes:
+        name: the row label.
+        videos: a folder of ``<clip key>.mp4`` made by another method (nothing is generated).
+        lac: pctalk's ``lac.pth`` (generate with the inference pipeline).
+        emc: ``emc.pth``, for emotion rows.
+        liveportrait: the LivePortrait weights root (default: the weights root).
+        input: ``"video"`` (the test clip drives its own face; pose from the video) or ``"image"`` (its first frame,
+            pose from the templates).
+        emotion: an emotion control (``happy``, ``angry:lower_face:0.8``); ``"clip"``: each clip's own label (MEAD);
+            ``"cycle"``: the eight emotions in turn over the clips (HDTF, which has no labels). Acc_emo scores the
+            video against this emotion (against the clip's label for another method's videos).
+        liveportrait_size: ``"official"`` or ``"tiny"`` (tests).
+        cropper: ``"liveportrait"`` (its ONNX detectors) or ``"opencv"``.
+    """
+
+    name: str
+    videos: Path | None = None
+    lac: Path | None = None
+    emc: Path | None = None
+    liveportrait: Path | None = None
+    input: str = "video"
+    emotion: str | None = None
+    liveportrait_size: str = "official"
+    cropper: str = "liveportrait"
+
+    def __post_init__(self) -> None:
+        if (self.videos is None) == (self.lac is None):
+            raise ValueError(f"method {self.name!r}: give either `videos` (a folder) or `lac` (to generate)")
+        if self.input not in ("video", "image"):
+            raise ValueError(f"method {self.name!r}: input must be 'video' or 'image', got {self.input!r}")
+
+
+@dataclass
+class MetricSettings:
+    """Which metrics, their weights files (default: the registry paths under the weights root) and protocols."""
+
+    metrics: list[str] = field(default_factory=lambda: list(ALL_METRICS))
+    weights_root: Path | None = None
+    syncnet: Path | None = None
+    inception: Path | None = None
+    i3d: Path | None = None
+    emotion_classifier: Path | None = None
+    emotion_classes: list[str] | None = None
+    deep3dfacerecon: Path | None = None
+    lm3d: Path | None = None
+    fvd_protocol: str = "stylegan-v"
+    lse_crop: str = "frame"
+    frame_stride: int = 1
+    """Use every n-th frame for FID, NIQE and E-FID (1: all)."""
+
+    def build(self) -> nn.ModuleDict:
+        unknown = set(self.metrics) - set(ALL_METRICS)
+        if unknown:
+            raise ValueError(f"unknown metrics {sorted(unknown)}; known: {', '.join(ALL_METRICS)}")
+        root = self.weights_root
+
+        def path(given: Path | None, name: str) -> Path:
+            return given if given is not None else resolve(name, root)
+
+        out = nn.ModuleDict()
+        if "lse" in self.metrics:
+            from eval.metrics.lse import LSE
+
+            out["lse"] = LSE(path(self.syncnet, "syncnet.syncnet_v2"), crop=self.lse_crop)
+        if "fid" in self.metrics:
+            from eval.metrics.fid import FID
+
+            out["fid"] = FID(path(self.inception, "fid.inception"))
+        if "niqe" in self.metrics:
+            from eval.metrics.niqe import NIQE
+
+            out["niqe"] = NIQE()
+        if "fvd" in self.metrics:
+            from eval.metrics.fvd import FVD
+
+            out["fvd"] = FVD(path(self.i3d, "fvd.i3d"), protocol=self.fvd_protocol)
+        if "acc_emo" in self.metrics:
+            from eval.metrics.emotion import EmotionAccuracy
+
+            out["acc_emo"] = EmotionAccuracy(path(self.emotion_classifier, "emotion.emotion_fan"),
+                                             classes=self.emotion_classes)  # fmt: skip
+        if "efid" in self.metrics:
+            from eval.metrics.efid import ExpressionFID
+
+            ckpt = path(self.deep3dfacerecon, "efid.deep3dfacerecon")
+            out["efid"] = ExpressionFID(ckpt, lm3d=self.lm3d, weights_root=root)
+        return out
+
+
+def test_clips(dataset: str, root: Path, splits: Path | None, emotions: list[str] | None = None) -> list[Any]:
+    """The clips of ``dataset`` under ``root`` whose identity ``splits.json`` puts in ``test`` (all clips when no
+    splits file is given), optionally only those with the given emotions; sorted by key."""
+    from data_prep.sources import enumerate_clips
+
+    clips = enumerate_clips(dataset, root)
+    if splits is not None:
+        mapping = json.loads(Path(splits).read_text())
+        test = {(ds, ident) for ds, ids in mapping.items() for ident, split in ids.items() if split == "test"}
+        clips = [c for c in clips if (c.dataset, c.identity) in test]
+    if emotions:
+        clips = [c for c in clips if c.emotion in emotions]
+    if not clips:
+        raise ValueError(f"no test clips in {root} (dataset {dataset!r}, splits {splits}, emotions {emotions})")
+    return sorted(clips, key=lambda c: c.key)
+
+
+class _Indices(Dataset):
+    """Indices into this rank's clips (every ``world``-th from ``rank``, no padding, so no clip is scored twice);
+    the task looks the clip up, since Lightning cannot move frozen dataclasses between devices."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> int:
+        return i
+
+
+def _read(path: Path) -> tuple[np.ndarray, torch.Tensor | None]:
+    from pctalk.audio.io import AudioLoadError, load_audio
+    from pctalk.media import VideoReader
+
+    frames = np.concatenate(list(VideoReader(path).chunks()))
+    try:
+        audio = load_audio(path)
+    except AudioLoadError:
+        audio = None
+    return frames, audio
+
+
+class EvalTask(L.LightningModule):
+    """Scores one method's videos: ``test_step`` takes one clip, ``on_test_epoch_end`` computes every metric."""
+
+    def __init__(self, method: Method, settings: MetricSettings, out: Path, root: Path) -> None:
+        super().__init__()
+        self.method, self.settings, self.out, self.root = method, settings, Path(out), Path(root)
+        self.metrics = settings.build()
+        self.skipped: list[str] = []
+        self.results: dict[str, Any] = {}
+        self.clips: list[Any] = []
+        self.clips_all: list[str] = []  # every rank's clip keys, for the emotion cycle
+        self._pipeline = None
+
+    # -- videos --------------------------------------------------------------------------------------------------
+    def generated_path(self, clip: Any) -> Path:
+        """Where the method's video of ``clip`` is: for a folder of another method's videos, the raw clip's path
+        relative to the dataset root (``B_000.mp4``; MEAD: ``M003/video/front/happy/level_3/001.mp4``) or the flat
+        ``<dataset>_<identity>_<clip>.mp4``; for generated ones, ``<out>/videos/<method>/<flat>.mp4``."""
+        flat = f"{clip.key.replace('/', '_')}.mp4"
+        if self.method.videos is not None:
+            mirrored = Path(self.method.videos) / Path(clip.video).relative_to(self.root)
+            return mirrored if mirrored.is_file() else Path(self.method.videos) / flat
+        return self.out / "videos" / self.method.name.replace("/", "_").replace(" ", "_") / flat
+
+    def _generate(self, clip: Any, path: Path) -> None:
+        from pctalk.inference.pipeline import Controls, EmotionControl, TalkingFacePipeline
+
+        m = self.method
+        if self._pipeline is None:
+            self._pipeline = TalkingFacePipeline.from_checkpoints(
+                m.lac, m.emc, weights=m.liveportrait or self.settings.weights_root or resolve_root(),
+                cropper=m.cropper, liveportrait_size=m.liveportrait_size, device=str(self.device), progress=False,
+            )  # fmt: skip
+        emotion = self.target_emotion(clip)
+        spec = m.emotion if m.emotion not in (None, "clip", "cycle") else emotion
+        controls = Controls(emotions=[EmotionControl.parse(spec)] if emotion != "neutral" else [])
+        source: Any = clip.video
+        if m.input == "image":
+            from pctalk.media import VideoReader
+
+            source = next(VideoReader(clip.video).chunks(1))[0]
+        partial = path.with_name(f".{path.stem}.partial.mp4")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._pipeline.generate(source, partial, audio=clip.audio or clip.video, controls=controls)
+        os.replace(partial, path)
+
+    def target_emotion(self, clip: Any) -> str:
+        """The emotion the method's video of ``clip`` should show."""
+        from pctalk.data.schema import EMOTIONS
+
+        m = self.method
+        if m.videos is not None or m.emotion in (None, "clip"):
+            return clip.emotion
+        if m.emotion == "cycle":
+            return EMOTIONS[self.clips_all.index(clip.key) % len(EMOTIONS)]
+        return m.emotion.split(":")[0]
+
+    # -- scoring -------------------------------------------------------------------------------------------------
+    def test_step(self, index: int, batch_idx: int) -> None:
+        from eval.metrics.lse import LSEInputError
+        from pctalk.audio.io import AudioLoadError
+        from pctalk.keypoints.crop.cropper import FaceNotFoundError
+        from pctalk.media import VideoError
+
+        clip = self.clips[int(index)]
+        path = self.generated_path(clip)
+        try:
+            if not path.is_file():
+                if self.method.videos is not None:
+                    raise VideoError(f"no generated video {path}")
+                self._generate(clip, path)
+            generated, audio = _read(path)
+            reference, _ = _read(clip.video) if {"fid", "fvd", "efid"} & set(self.metrics) else (None, None)
+            self._score(clip, generated, audio, reference)
+        except (VideoError, AudioLoadError, LSEInputError, FaceNotFoundError, ValueError) as err:
+            log.warning("eval %s: skipping %s: %s", self.method.name, clip.key, err)
+            self.skipped.append(clip.key)
+
+    def _score(self, clip: Any, generated: np.ndarray, audio: torch.Tensor | None, reference: np.ndarray | None):
+        from eval.metrics.lse import LSEInputError
+
+        m, stride = self.metrics, self.settings.frame_stride
+        if "lse" in m:
+            if audio is None:
+                raise LSEInputError(f"{self.generated_path(clip)} has no audio track")
+            m["lse"].update(frames=generated, audio=audio)
+        if "fid" in m:
+            for frames, real in ((generated, False), (reference, True)):
+                m["fid"].update(torch.from_numpy(frames[::stride]).permute(0, 3, 1, 2), real=real)
+        if "niqe" in m:
+            m["niqe"].update(generated[::stride])
+        if "fvd" in m:
+            m["fvd"].update([generated], real=False)
+            m["fvd"].update([reference], real=True)
+        if "acc_emo" in m:
+            m["acc_emo"].update([generated], [self.target_emotion(clip)])
+        if "efid" in m:
+            m["efid"].update(generated[::stride], real=False)
+            m["efid"].update(reference[::stride], real=True)
+
+    def on_test_epoch_end(self) -> None:
+        results: dict[str, Any] = {}
+        for name, metric in self.metrics.items():
+            try:
+                value = metric.compute()
+            except ValueError as err:  # e.g. every clip skipped: nothing to compute a covariance from
+                log.warning("eval %s: no %s: %s", self.method.name, name, err)
+                value = float("nan")
+            if isinstance(value, dict):
+                results.update({k: float(v) for k, v in value.items()})
+            else:
+                results[name] = float(value) * (100.0 if name == "acc_emo" else 1.0)  # the paper prints percent
+        skipped = [self.skipped]
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            skipped = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(skipped, self.skipped)
+        results["skipped"] = sorted(k for part in skipped for k in part)
+        self.results = results
+
+
+def resolve_root() -> Path:
+    from pctalk.weights.registry import default_root
+
+    return default_root()
+
+
+def _block(dataset: str, emotions: list[str] | None, table: str) -> str:
+    if dataset == "hdtf":
+        return "HDTF"
+    if dataset == "mead":
+        return "MEAD-Neutral" if table == "table1" else "MEAD"
+    return dataset
+
+
+def _fmt(value: float | None) -> str:
+    return "–" if value is None or value != value else f"{value:.2f}"
+
+
+def render_table(table: str, results: dict[str, Any]) -> str:
+    """A markdown table in the paper's layout: our rows (from ``results``) then the paper's rows."""
+    blocks = COLUMNS[table]
+    header = ["Method", *[f"{b} {LABELS[c]}" for b, cols in blocks.items() for c in cols]]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    ours: dict[str, dict[str, dict[str, float]]] = {}
+    for block, methods in results.get("blocks", {}).items():
+        for method, values in methods.items():
+            ours.setdefault(method, {})[block] = values
+    for label, rows in (("", ours), (" (paper)", PAPER[table])):
+        for method, per_block in rows.items():
+            cells = [_fmt(per_block.get(b, {}).get(c)) for b, cols in blocks.items() for c in cols]
+            lines.append(f"| {method}{label} | " + " | ".join(cells) + " |")
+    protocol = results.get("protocol", {})
+    note = ", ".join(f"{k}: {v}" for k, v in protocol.items())
+    return "\n".join(lines) + (f"\n\nProtocols: {note}\n" if note else "\n")
+
+
+def run_command(
+    table: str,
+    out: Path,
+    dataset: str,
+    root: Path,
+    methods: list[Method],
+    splits: Path | None = None,
+    emotions: list[str] | None = None,
+    settings: MetricSettings | None = None,
+    max_clips: int | None = None,
+    accelerator: str = "auto",
+    devices: int | str = "auto",
+    strategy: str = "auto",
+    num_nodes: int = 1,
+) -> int:
+    """Score every method on the test clips and write results.json and table.md.
+
+    Args:
+        table: the paper table the numbers go into: table1, table2 or table3.
+        out: the output folder (results, table, generated videos).
+        dataset: the raw dataset's layout (hdtf, mead, folder), as for pctalk-data build.
+        root: the raw dataset folder.
+        methods: the table rows.
+        splits: data_prep's splits.json; its test identities are evaluated (default: every clip).
+        emotions: only clips with these emotion labels (e.g. [neutral] for MEAD-Neutral).
+        settings: metrics, weights and protocols.
+        max_clips: evaluate only the first N test clips (a quick look).
+        accelerator: Lightning accelerator (cpu, gpu, auto).
+        devices: devices per node.
+        strategy: Lightning strategy (ddp for several devices).
+        num_nodes: nodes (SLURM).
+    """
+    if table not in COLUMNS:
+        raise ValueError(f"table must be one of {', '.join(COLUMNS)}, got {table!r}")
+    settings = settings or MetricSettings()
+    out = Path(out)
+    clips = test_clips(dataset, Path(root), splits, emotions)[:max_clips]
+    block = _block(dataset, emotions, table)
+    trainer = L.Trainer(accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes,
+                        logger=False, enable_checkpointing=False, use_distributed_sampler=False,
+                        enable_progress_bar=True, default_root_dir=out)  # fmt: skip
+    scored: dict[str, dict[str, Any]] = {}
+    for method in methods:
+        task = EvalTask(method, settings, out, Path(root))
+        rank, world = trainer.global_rank, trainer.world_size
+        task.clips, task.clips_all = clips[rank::world], [c.key for c in clips]
+        loader = DataLoader(_Indices(len(task.clips)), batch_size=None)
+        trainer.test(task, loader, verbose=False)
+        scored[method.name] = {**task.results, "clips": len(clips)}
+    if trainer.global_rank == 0:
+        _write(out, table, block, scored, settings)
+    return 0
+
+
+def _write(out: Path, table: str, block: str, scored: dict[str, dict[str, Any]], settings: MetricSettings) -> None:
+    from eval.metrics.fvd import PROTOCOLS
+
+    path = out / "results.json"
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    if results.get("table", table) != table:
+        raise ValueError(f"{path} holds {results['table']}; use another output folder for {table}")
+    results["table"] = table
+    results.setdefault("blocks", {}).setdefault(block, {}).update(scored)
+    results["protocol"] = {
+        "FVD": PROTOCOLS[settings.fvd_protocol].name if isinstance(settings.fvd_protocol, str) else "custom",
+        "LSE crop": settings.lse_crop,
+        "frame stride": settings.frame_stride,
+    }
+    results["settings"] = json.loads(json.dumps(asdict(settings), default=str))
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(results, indent=1)))
+    atomic_write(out / "table.md", lambda tmp: tmp.write_text(render_table(table, results)))
+    log.info("wrote %s and %s", path, out / "table.md")

@@ -1,0 +1,113 @@
+"""``pctalk-eval run``: generated and external videos scored on the test identities, bad clips skipped, the paper's
+table written; a 2-process DDP run gives the one-process numbers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from eval.metrics.lse import lse_video
+from eval.networks.emotion_fan import EmotionFAN
+from eval.networks.syncnet_v2 import SyncNetV2
+from eval.runner import Method, MetricSettings, render_table, run_command
+from eval_networks import TinyI3D, fid_inception_template
+from random_weights import seeded_state_dict
+from raw_media import hdtf_dataset
+
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+EMOTIONS8 = ["neutral", "happy", "sad", "angry", "fear", "disgusted", "surprised", "contempt"]
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A raw HDTF-like folder (identity B is the test identity), splits.json, and random metric weights."""
+    root = tmp_path_factory.mktemp("bench")
+    raw = hdtf_dataset(root / "HDTF", {"A": 1, "B": 3})
+    (root / "splits.json").write_text(json.dumps({"hdtf": {"A": "train", "B": "test"}}))
+    weights = root / "weights"
+    (weights / "syncnet").mkdir(parents=True)
+    torch.save(seeded_state_dict(SyncNetV2().state_dict(), 3), weights / "syncnet" / "syncnet_v2.model")
+    (weights / "fid").mkdir()
+    torch.save(seeded_state_dict(fid_inception_template(), 5), weights / "fid" / "pt_inception-2015-12-05-6726825d.pth")
+    (weights / "fvd").mkdir()
+    torch.manual_seed(0)
+    torch.jit.script(TinyI3D().eval()).save(str(weights / "fvd" / "i3d_torchscript.pt"))
+    (weights / "emotion_fan").mkdir()
+    fan = seeded_state_dict(EmotionFAN(8).state_dict(), 11)
+    torch.save({"state_dict": fan, "classes": EMOTIONS8}, weights / "emotion_fan" / "emotion_fan_mead.pth.tar")
+    other = root / "other_method"
+    other.mkdir()
+    for clip in sorted(raw.glob("B_*.mp4")):
+        shutil.copy(clip, other / clip.name)
+    (other / "B_002.mp4").write_bytes(b"not a video")  # corrupt: reported and skipped
+    return {"root": root, "raw": raw, "weights": weights, "other": other}
+
+
+def _settings(bench: dict[str, Path], metrics: list[str]) -> MetricSettings:
+    return MetricSettings(metrics=metrics, weights_root=bench["weights"], frame_stride=20)
+
+
+def test_run_scores_external_and_generated_videos(bench, release: Path, liveportrait_weights: Path, tmp_path) -> None:
+    out = tmp_path / "table1"
+    methods = [
+        Method("Other", videos=bench["other"]),
+        Method(
+            "Ours (tiny)",
+            lac=release / "lac.pth",
+            liveportrait=liveportrait_weights,
+            input="image",
+            liveportrait_size="tiny",
+            cropper="opencv",
+        ),
+    ]
+    settings = _settings(bench, ["lse", "fid", "niqe", "fvd", "acc_emo"])
+    assert run_command("table1", out, "hdtf", bench["raw"], methods, splits=bench["root"] / "splits.json",
+                       settings=settings, accelerator="cpu", devices=1) == 0  # fmt: skip
+    results = json.loads((out / "results.json").read_text())
+    other, ours = results["blocks"]["HDTF"]["Other"], results["blocks"]["HDTF"]["Ours (tiny)"]
+    assert other["skipped"] == ["hdtf/B/002"] and ours["skipped"] == [] and other["clips"] == 3
+    expected = [lse_video(bench["raw"] / f"B_00{i}.mp4", bench["weights"] / "syncnet" / "syncnet_v2.model")
+                for i in (0, 1)]  # fmt: skip
+    assert other["lse_c"] == pytest.approx(sum(r.lse_c for r in expected) / 2, rel=1e-5)
+    assert other["fid"] == pytest.approx(0.0, abs=1e-2)  # the same frames as the reference
+    assert all(k in ours for k in ("lse_c", "lse_d", "fid", "niqe", "fvd", "acc_emo"))
+    generated = sorted(p.name for p in (out / "videos" / "Ours_(tiny)").glob("*.mp4"))
+    assert generated == ["hdtf_B_000.mp4", "hdtf_B_001.mp4", "hdtf_B_002.mp4"]  # test identity only, none from A
+    table = (out / "table.md").read_text()
+    assert "| Ours (tiny) |" in table and "| Ours (w Aug Data), image input (paper) | 9.37 | 6.44 |" in table
+    assert "FVD: stylegan-v" in table
+
+    before = {p: p.stat().st_mtime_ns for p in (out / "videos").rglob("*.mp4")}
+    run_command("table1", out, "hdtf", bench["raw"], methods[1:], splits=bench["root"] / "splits.json",
+                settings=_settings(bench, ["niqe"]), accelerator="cpu", devices=1)  # fmt: skip
+    assert {p: p.stat().st_mtime_ns for p in (out / "videos").rglob("*.mp4")} == before  # resumed, not redone
+
+
+@pytest.mark.ddp
+def test_run_under_two_process_ddp_equals_one_process(bench, run_cli, tmp_path: Path) -> None:
+    config = {
+        "table": "table1", "dataset": "hdtf", "root": str(bench["raw"]), "splits": str(bench["root"] / "splits.json"),
+        "methods": [{"name": "Other", "videos": str(bench["other"])}],
+        "settings": {"metrics": ["lse", "niqe", "fvd"], "weights_root": str(bench["weights"]), "frame_stride": 20},
+        "accelerator": "cpu",
+    }  # fmt: skip
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    run_cli(["run", "--config", tmp_path / "run.yaml", "--out", tmp_path / "one", "--devices", "1"], module="eval")
+    run_cli(["run", "--config", tmp_path / "run.yaml", "--out", tmp_path / "two", "--devices", "2",
+             "--strategy", "ddp"], module="eval")  # fmt: skip
+    one = json.loads((tmp_path / "one" / "results.json").read_text())["blocks"]["HDTF"]["Other"]
+    two = json.loads((tmp_path / "two" / "results.json").read_text())["blocks"]["HDTF"]["Other"]
+    assert two["skipped"] == one["skipped"] == ["hdtf/B/002"]
+    for key in ("lse_c", "lse_d", "niqe", "fvd"):
+        assert two[key] == pytest.approx(one[key], rel=1e-6), key
+
+
+def test_render_table_layout() -> None:
+    text = render_table("table3", {"blocks": {"HDTF": {"mine": {"lse_c": 8.0}}}})
+    assert text.splitlines()[0] == "| Method | HDTF LSE-C↑ |"
+    assert "| mine | 8.00 |" in text and "| + lip refiner (paper) | 9.26 |" in text
