@@ -40,8 +40,8 @@ def test_matches_the_public_implementation(tmp_path: Path) -> None:
     model = load_liveportrait(root, config=LivePortraitConfig.tiny(spade_hidden=128))  # through the real loader
     images, x_driven = golden["images"], golden["x_driven"]
 
-    def close(ours: torch.Tensor, name: str) -> None:
-        torch.testing.assert_close(ours, golden[name], atol=1e-4, rtol=0, msg=f"{name} differs from LivePortrait")
+    def close(ours: torch.Tensor, name: str, atol: float = 1e-4) -> None:
+        torch.testing.assert_close(ours, golden[name], atol=atol, rtol=0, msg=f"{name} differs from LivePortrait")
 
     with torch.no_grad():
         motion = model.extract_motion(images, return_raw=True)
@@ -55,7 +55,12 @@ def test_matches_the_public_implementation(tmp_path: Path) -> None:
         feature = model.appearance(images)
         close(feature, "feature")
         close(model.warping(feature, kp_driving=x_driven, kp_source=x_source), "warped")
-        close(model.warp_decode(feature, x_source, x_driven), "image")
+        # With these random weights the decoder's activations reach ~1.5e3, so the SIMD kernels of another CPU (the
+        # fixture was made on AVX-512, CI may run AVX2) round the image by up to ~1.1e-4; on one machine pctalk and
+        # the public code agree bit for bit (tests/fixtures/README.md).
+        image = model.warp_decode(feature, x_source, x_driven)
+        close(image, "image", atol=1e-3)
+        assert (image - golden["image"]).abs().mean() < 2e-5
         close(model.stitch(x_source, x_driven), "stitched")
 
 
@@ -177,7 +182,10 @@ def test_speed_options_keep_the_numbers(tiny_liveportrait: LivePortrait) -> None
         x = motion.keypoints()
         exact = tiny_liveportrait.warp_decode(feature, x, x + 0.01)
         tiny_liveportrait.to_channels_last()
-        torch.testing.assert_close(tiny_liveportrait.warp_decode(feature, x, x + 0.01), exact, atol=1e-4, rtol=0)
+        # Another memory layout sums in another order: float rounding only (large random-weight activations).
+        channels_last = tiny_liveportrait.warp_decode(feature, x, x + 0.01)
+        torch.testing.assert_close(channels_last, exact, atol=1e-3, rtol=0)
+        assert (channels_last - exact).abs().mean() < 2e-5
         tiny_liveportrait.set_precision("bf16")
         fast = tiny_liveportrait.warp_decode(feature, x, x + 0.01)
         assert fast.dtype == torch.float32 and (fast - exact).abs().mean() < 0.05

@@ -155,3 +155,37 @@ def test_sigusr1_saves_an_hpc_checkpoint_requeues_and_resumes(
     final = torch.load(next(root.rglob("last.ckpt")), weights_only=True)
     steps_per_epoch = 2  # 16 samples per epoch over 2 ranks, batches of 4
     assert (final["epoch"], final["global_step"]) == (max_epochs - 1, max_epochs * steps_per_epoch)
+
+
+@pytest.mark.cluster
+@pytest.mark.slow
+def test_the_eval_sbatch_scores_a_table_with_two_ranks(cluster: LocalSlurm, tmp_path: Path) -> None:
+    """``experiments/slurm/eval.sbatch`` as a user submits it, on CPUs (no GPU visible: it picks the CPU)."""
+    import json
+    import sys
+
+    from conftest import REPO
+    from raw_media import hdtf_dataset
+
+    raw = hdtf_dataset(tmp_path / "HDTF", {"B": 2})
+    config = {
+        "table": "table1", "dataset": "hdtf", "root": str(raw), "out": str(tmp_path / "results"),
+        "methods": [{"name": "Reference", "videos": str(raw)}],
+        "settings": {"metrics": ["niqe"], "frame_stride": 25},
+    }  # fmt: skip
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
+    env = {**cluster.env, "PCTALK_PYTHON": sys.executable, "WANDB_MODE": "disabled", "CUDA_VISIBLE_DEVICES": ""}
+    log = tmp_path / "eval.out"
+    job_id = subprocess.run(
+        ["sbatch", "--parsable", "--ntasks-per-node=2", "--cpus-per-task=1", "--gres=none", "--partition=debug",
+         "--time=00:10:00", f"--output={log}", f"--chdir={tmp_path}", str(REPO / "experiments/slurm/eval.sbatch"),
+         "--config", str(tmp_path / "run.yaml")],
+        env=env, capture_output=True, text=True, check=True,
+    ).stdout.strip().split(";")[0]  # fmt: skip
+    cluster.wait(job_id, {"COMPLETED"}, timeout=300, log=log)
+    text = log.read_text()
+    for rank in (0, 1):
+        assert f"GLOBAL_RANK: {rank}, MEMBER: {rank + 1}/2" in text, text[-3000:]
+    results = json.loads((tmp_path / "results" / "results.json").read_text())
+    assert results["blocks"]["HDTF"]["Reference"]["clips"] == 2 and results["blocks"]["HDTF"]["Reference"]["niqe"] > 0
+    assert (tmp_path / "results" / "table.md").is_file()

@@ -147,3 +147,11 @@ def test_strict_loading_accepts_an_exact_state_dict() -> None:
 def test_strip_prefix_only_touches_prefixed_keys() -> None:
     state = {"module.a": 1, "b": 2, "x.module.c": 3}
     assert strip_prefix(state, "module.") == {"a": 1, "b": 2, "x.module.c": 3}
+
+
+def test_weights_check_lists_every_metric_file(run_cli, tmp_path: Path) -> None:
+    out = run_cli(["weights", "check", "--root", tmp_path], env={"COLUMNS": "250"}).stdout
+    for name in ("syncnet.syncnet_v2", "fid.inception", "fvd.i3d", "emotion.emotion_fan", "efid.deep3dfacerecon",
+                 "efid.lm3d"):  # fmt: skip
+        row = next((line for line in out.splitlines() if f" {name} " in line), None)
+        assert row is not None and "missing" in row, out
