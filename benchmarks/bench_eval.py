@@ -2,8 +2,10 @@
 syncnet_python's per-window loop.
 
 Networks are the metrics' own at their published sizes with random weights (SyncNet v2, pytorch-fid's Inception,
-Emotion-FAN ResNet-18, Deep3DFaceRecon ResNet-50); FVD needs the real ``i3d_torchscript.pt`` (``--i3d PATH``) and is
-skipped without it. Frames: the astronaut photo with a mouth moving to eSpeak speech, 512×512 (224×224 for LSE).
+Emotion-FAN ResNet-18, Deep3DFaceRecon ResNet-50). FVD runs the real ``i3d_torchscript.pt`` when given (``--i3d
+PATH``), else a random-weight Inception-I3D of the published architecture scripted to TorchScript
+(``i3d_architecture.py``), loaded through the same loader. Frames: the astronaut photo with a mouth moving to eSpeak
+speech, 512×512 (224×224 for LSE).
 
     python benchmarks/bench_eval.py [--seconds 10] [--i3d i3d_torchscript.pt]
 """
@@ -11,6 +13,7 @@ skipped without it. Frames: the astronaut photo with a mouth moving to eSpeak sp
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from pathlib import Path
 from unittest import mock
@@ -21,10 +24,12 @@ import torch
 from skimage import data
 
 from common import machine, timeit
+from eval.metrics.fvd import video_clips
 from eval.metrics.lse import embed, mfcc, offset_distances, to_int16
 from eval.networks.deep3dfacerecon import ReconNet, align_face
 from eval.networks.emotion_fan import EmotionFAN, preprocess_faces
 from eval.networks.syncnet_v2 import SyncNetV2
+from i3d_architecture import save_random_i3d
 from pctalk.audio.tts import synthesize
 
 TEXT = "The duck ate too many bees. Then it flew away over the quiet lake while the children laughed at the wind."
@@ -115,13 +120,17 @@ def main() -> None:
 
     rows.append(("E-FID: alignment + Deep3DFaceRecon, every frame", once(efid)))
 
-    if args.i3d is not None:
-        from eval.metrics.fvd import FVD
+    from eval.metrics.fvd import FVD, PROTOCOLS
 
-        fvd = FVD(args.i3d)
-        rows.append(("FVD: I3D features of the 16-frame clips", once(lambda: fvd.update([frames], real=False))))
-    else:
-        print("FVD: not measured (pass --i3d i3d_torchscript.pt)")
+    with tempfile.TemporaryDirectory() as tmp:
+        i3d = args.i3d or save_random_i3d(Path(tmp) / "i3d_torchscript.pt")
+        which = "i3d_torchscript.pt" if args.i3d else "random-weight I3D"
+        for name in ("stylegan-v", "stylegan-v-all-clips"):
+            fvd = FVD(i3d, protocol=name)
+            clips = len(video_clips(frames, PROTOCOLS[name]))
+            fvd.update([frames[:16]], real=True)  # load and warm up the detector
+            seconds = once(lambda fvd=fvd: fvd.update([frames], real=False))
+            rows.append((f"FVD[{name}]: {which}, {clips} clip(s)", seconds))
 
     print(f"{'stage':<58} {'s per video':>12}")
     for name, seconds in rows:
