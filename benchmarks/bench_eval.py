@@ -21,6 +21,7 @@ from unittest import mock
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 from skimage import data
 
 from common import machine, timeit
@@ -36,11 +37,13 @@ TEXT = "The duck ate too many bees. Then it flew away over the quiet lake while 
 
 
 def per_window_loop(feat_v: torch.Tensor, feat_a: torch.Tensor, vshift: int = 15) -> torch.Tensor:
-    """syncnet_python's ``calc_pdist``: one ``pairwise_distance`` per window."""
-    win = 2 * vshift + 1
-    padded = torch.nn.functional.pad(feat_a, (0, 0, vshift, vshift))
-    return torch.stack([torch.nn.functional.pairwise_distance(feat_v[[i], :].repeat(win, 1), padded[i : i + win, :])
-                        for i in range(len(feat_v))])  # fmt: skip
+    """The way syncnet_python's ``calc_pdist`` works, at its cost: per window, a copy of the visual embedding repeated
+    ``2·vshift + 1`` times and one ``pairwise_distance`` call against the zero-padded audio embeddings around it."""
+    width = 2 * vshift + 1
+    zeros = feat_a.new_zeros(vshift, feat_a.shape[1])
+    padded = torch.cat([zeros, feat_a, zeros])
+    rows = [F.pairwise_distance(v[None].repeat(width, 1), padded[i : i + width]) for i, v in enumerate(feat_v)]
+    return torch.stack(rows)
 
 
 def once(fn) -> float:

@@ -1,15 +1,16 @@
-"""LSE-C / LSE-D against a line-by-line transcription of syncnet_python's ``SyncNetInstance.evaluate``, with random
-SyncNet weights saved as ``syncnet_v2.model`` is (a plain state dict from before ``num_batches_tracked``)."""
+"""LSE-C / LSE-D against a slow computation written from syncnet_python's protocol (``SyncNetInstance.evaluate``:
+its windows, MFCC columns, batches and per-window distance loop), with random SyncNet weights saved as
+``syncnet_v2.model`` is (a plain state dict from before ``num_batches_tracked``)."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 import python_speech_features
 import torch
+import torch.nn.functional as F
 
 from eval.metrics.lse import LSE, LSEInputError, lse_frames, lse_video, offset_distances, to_int16, track_crop
 from eval.networks.syncnet_v2 import SyncNetV2, load_syncnet_v2
@@ -29,33 +30,32 @@ def syncnet_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def calc_pdist(feat1: torch.Tensor, feat2: torch.Tensor, vshift: int = 10) -> list[torch.Tensor]:
-    win_size = vshift * 2 + 1
-    feat2p = torch.nn.functional.pad(feat2, (0, 0, vshift, vshift))
-    return [
-        torch.nn.functional.pairwise_distance(feat1[[i], :].repeat(win_size, 1), feat2p[i : i + win_size, :])
-        for i in range(len(feat1))
-    ]
+def per_window_distances(feat_v: torch.Tensor, feat_a: torch.Tensor, vshift: int) -> torch.Tensor:
+    """``(N, 2·vshift + 1)``: the reference protocol's slow way, one ``F.pairwise_distance`` call per window between
+    that window's visual embedding and the audio embeddings ``i − vshift … i + vshift`` (zeros past the ends)."""
+    width = 2 * vshift + 1
+    zeros = feat_a.new_zeros(vshift, feat_a.shape[1])
+    padded = torch.cat([zeros, feat_a, zeros])
+    return torch.stack([F.pairwise_distance(v.expand(width, -1), padded[i : i + width]) for i, v in enumerate(feat_v)])
 
 
-def syncnet_python_evaluate(net: SyncNetV2, images_bgr: list[np.ndarray], audio: np.ndarray, vshift: int = 15):
-    """syncnet_python's evaluate after its ffmpeg/cv2 reading: per-window batches and a loop over windows."""
-    im = np.transpose(np.expand_dims(np.stack(images_bgr, axis=3), axis=0), (0, 3, 4, 1, 2))
-    imtv = torch.from_numpy(im.astype(float)).float()
-    mfcc = np.stack([np.array(i) for i in zip(*python_speech_features.mfcc(audio, 16000), strict=True)])
-    cct = torch.from_numpy(np.expand_dims(np.expand_dims(mfcc, axis=0), axis=0).astype(float)).float()
-    min_length = min(len(images_bgr), math.floor(len(audio) / 640))
-    lastframe, batch_size = min_length - 5, 20
-    im_feat, cc_feat = [], []
+def reference_scores(net: SyncNetV2, frames_bgr: list[np.ndarray], audio: np.ndarray, vshift: int = 15):
+    """LSE-C, LSE-D, offset and mean distances of one clip, computed from syncnet_python's protocol as its README and
+    ``SyncNetInstance.evaluate`` define it: float32 BGR frames and ``python_speech_features`` MFCC (13 × M, 100 Hz),
+    ``min(T, ⌊N / 640⌋) − 5`` windows embedded in batches of 20 (frames ``v … v+4``, MFCC columns ``4v … 4v+19``),
+    one distance call per window, then mean per offset; LSE-D is the minimum, LSE-C the median minus the minimum."""
+    video = torch.tensor(np.stack(frames_bgr), dtype=torch.float32).permute(3, 0, 1, 2)  # (3, T, H, W)
+    coefficients = torch.tensor(np.asarray(python_speech_features.mfcc(audio, 16000)).T, dtype=torch.float32)
+    windows = min(len(frames_bgr), len(audio) // 640) - 5
+    visual, sound = [], []
     with torch.no_grad():
-        for i in range(0, lastframe, batch_size):
-            frames = range(i, min(lastframe, i + batch_size))
-            im_feat.append(net.forward_lip(torch.cat([imtv[:, :, v : v + 5, :, :] for v in frames], 0)))
-            cc_feat.append(net.forward_aud(torch.cat([cct[:, :, :, v * 4 : v * 4 + 20] for v in frames], 0)))
-    dists = calc_pdist(torch.cat(im_feat, 0), torch.cat(cc_feat, 0), vshift=vshift)
-    mdist = torch.mean(torch.stack(dists, 1), 1)
-    minval, minidx = torch.min(mdist, 0)
-    return float(torch.median(mdist) - minval), float(minval), int(vshift - minidx), mdist.numpy()
+        for first in range(0, windows, 20):
+            batch = range(first, min(windows, first + 20))
+            visual.append(net.forward_lip(torch.stack([video[:, v : v + 5] for v in batch])))
+            sound.append(net.forward_aud(torch.stack([coefficients[None, :, 4 * v : 4 * v + 20] for v in batch])))
+    mdist = per_window_distances(torch.cat(visual), torch.cat(sound), vshift).mean(0)
+    best = int(torch.argmin(mdist))
+    return float(torch.median(mdist) - mdist[best]), float(mdist[best]), vshift - best, mdist.numpy()
 
 
 def test_lse_equals_syncnet_python(syncnet_file: Path) -> None:
@@ -64,7 +64,7 @@ def test_lse_equals_syncnet_python(syncnet_file: Path) -> None:
     wav = speech("The duck ate too many bees before lunch.")[: int(1.3 * 16000)]
     frames = talking_frames(wav, 32, size=224)
     audio = to_int16(wav)
-    conf, dist, offset, mdist = syncnet_python_evaluate(net, [f[..., ::-1] for f in frames], audio)
+    conf, dist, offset, mdist = reference_scores(net, [f[..., ::-1] for f in frames], audio)
     ours = lse_frames(net, frames, wav, vshift=15)
     np.testing.assert_allclose(ours.mdist, mdist, rtol=1e-5, atol=1e-6)
     assert ours.lse_c == pytest.approx(conf, rel=1e-4, abs=1e-5)
@@ -77,7 +77,7 @@ def test_offset_distances_are_the_per_window_loop() -> None:
     g = torch.Generator().manual_seed(0)
     fv, fa = torch.randn(600, 16, generator=g), torch.randn(600, 16, generator=g)  # three blocks of windows
     for vshift in (0, 3, 15, 50):
-        loop = torch.stack(calc_pdist(fv, fa, vshift=vshift))
+        loop = per_window_distances(fv, fa, vshift)
         assert torch.equal(offset_distances(fv, fa, vshift), loop)  # bit-identical
 
 
