@@ -119,7 +119,6 @@ def test_sync_loss_is_differentiable_in_the_frames(syncnet: SyncNet) -> None:
     assert frames.grad[..., :64, :].abs().sum() == 0  # the upper half is not seen
 
 
-@pytest.mark.slow
 def _recalibrate_batch_norm(net: torch.nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
     """Replace BatchNorm's running statistics, which lag far behind after a few steps, by the exact averages over
     ``batches`` (standard BN recalibration before evaluating a briefly trained network)."""
@@ -133,6 +132,7 @@ def _recalibrate_batch_norm(net: torch.nn.Module, batches: list[tuple[torch.Tens
             net.sync_probability(clips, windows)
 
 
+@pytest.mark.slow
 def test_sync_loss_decreases_when_the_expert_learns_aligned_pairs(seeded: int) -> None:
     """Faces whose mouth opens with the loudness of real speech: a few steps on aligned vs shifted pairs teach the
     expert, so the sync loss on aligned pairs falls and aligned pairs score above shifted ones."""
