@@ -2,7 +2,7 @@
 
 Builds shards from eight 3-second talking clips made on the fly (the astronaut photo, eSpeak speech) with the
 OpenCV cropper and LivePortrait's motion extractor at the official size (random weights: speed does not depend on
-them), then reads the shards back through the schema decoder.
+them), then reads the shards back through the schema decoder, and times the training loader on the synthetic corpus.
 
     python benchmarks/bench_data.py
 """
@@ -21,6 +21,7 @@ from common import machine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from data_prep.build import BuildModels, build
+from pctalk.data import ShardDataModule
 from pctalk.data.schema import decode_sample
 from pctalk.data.synthetic import synth
 from pctalk.keypoints.crop import FaceCropper
@@ -56,6 +57,18 @@ def main() -> None:
         print(f"synth: 64 clips in {time.perf_counter() - start:.1f} s")
         n, read_s = _read_back(tmp / "synth")
         print(f"read back and decode (synthetic corpus): {n / read_s:.0f} samples/s")
+        print(f"training loader, window 50, batch 8, main process: {_train_loader(tmp / 'synth'):.0f} samples/s")
+
+
+def _train_loader(root: Path) -> float:
+    """Examples per second out of ``ShardDataModule.train_dataloader()`` (resampling, shuffle, decode, windows,
+    collation), the second of two epochs."""
+    dm = ShardDataModule(str(root), window=50, batch_size=8, audio="mel", samples_per_epoch=480, num_workers=0)
+    loader = dm.train_dataloader()
+    sum(len(b["key"]) for b in loader)
+    start = time.perf_counter()
+    n = sum(len(b["key"]) for b in loader)
+    return n / (time.perf_counter() - start)
 
 
 if __name__ == "__main__":

@@ -66,14 +66,18 @@ TOOL_VERBS: dict[str, Verb] = {
 
 
 def _cli_class() -> type:
+    from lightning.fabric.plugins.environments import SLURMEnvironment
     from lightning.pytorch.cli import LightningCLI
 
+    from pctalk.cluster.requeue import SlurmRequeue
     from pctalk.tracking import DEFAULT_LOGGER, pin_checkpoint_dirs, resolve_wandb_logger
 
     class PctalkCLI(LightningCLI):
         """LightningCLI with wandb as the default logger (project ``pctalk``) and its run id derived from
         ``trainer.default_root_dir`` (:mod:`pctalk.tracking`), so a requeued job continues its wandb run;
-        checkpoints go to ``<default_root_dir>/checkpoints`` unless a ``ModelCheckpoint`` says otherwise."""
+        checkpoints go to ``<default_root_dir>/checkpoints`` unless a ``ModelCheckpoint`` says otherwise; inside a
+        SLURM batch job ``fit`` gets :class:`~pctalk.cluster.requeue.SlurmRequeue` (requeue checkpoints saved at a
+        batch boundary, not from inside the signal handler)."""
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs.setdefault("trainer_defaults", {"logger": DEFAULT_LOGGER})
@@ -85,6 +89,11 @@ def _cli_class() -> type:
             trainer["logger"] = resolve_wandb_logger(trainer.get("logger"), trainer.get("default_root_dir"))
 
         def instantiate_trainer(self, **kwargs: Any) -> Any:
+            if SLURMEnvironment.detect():  # the callback acts in fit only
+                callbacks = self._get(self.config_init, "trainer", default={}).get("callbacks") or []
+                callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+                if not any(isinstance(c, SlurmRequeue) for c in callbacks):
+                    kwargs["callbacks"] = [*callbacks, SlurmRequeue()]
             trainer = super().instantiate_trainer(**kwargs)
             pin_checkpoint_dirs(trainer)
             return trainer

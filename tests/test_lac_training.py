@@ -82,6 +82,28 @@ def test_data_module_batches_and_filters(synthetic_corpus: Path) -> None:
     assert sorted(keys) == sorted(neutral) and neutral  # every neutral validation clip, once
 
 
+@pytest.mark.parametrize("workers", [0, 3])
+def test_a_stream_started_mid_epoch_yields_the_rest_of_that_epoch(synthetic_corpus: Path, workers: int) -> None:
+    """Three workers (the order PyTorch interleaves them in is rotated when the stream restarts mid-epoch) or none:
+    an epoch restarted after ``done`` batches yields exactly the epoch's remaining batches, in order."""
+    dm = ShardDataModule(str(synthetic_corpus), window=20, batch_size=2, audio="mel", samples_per_epoch=18,
+                         num_workers=workers)  # fmt: skip
+    loader = dm.train_dataloader()
+    assert len(loader) == 9
+
+    def epoch() -> list[tuple[str, ...]]:
+        return [(*b["key"], *(f"{float(t.sum()):.4f}" for t in b["target"])) for b in loader]
+
+    first, second = epoch(), epoch()
+    assert len(first) == len(second) == 9 and first != second
+    for done in (1, 5) if workers else (4,):
+        loader.load_state_dict({"epoch": 1, "done": done})
+        assert epoch() == second[done:]
+    loader.load_state_dict({"epoch": 0, "done": 9})  # saved after the last batch: the next epoch, from its start
+    assert epoch() == second
+    assert epoch() != second  # and on to epoch 2
+
+
 def test_too_few_shards_for_ranks_and_workers() -> None:
     with pytest.raises(ValueError, match="need at least 8"):
         rank_shards([f"s{i}.tar" for i in range(5)], rank=0, world_size=2, workers=4)
@@ -198,6 +220,36 @@ def test_two_process_ddp_fit_sees_disjoint_keys_and_equal_batches(
     keys = [set(r["keys"]) for r in records]
     assert keys[0] and keys[1] and keys[0].isdisjoint(keys[1])
     assert len(list((log_dir / "checkpoints").glob("*.ckpt"))) >= 1
+
+
+def _recorded(root: Path) -> list[tuple[tuple[str, ...], tuple[float, ...]]]:
+    record = json.loads((root / "keys" / "rank0.json").read_text())
+    keys = record["keys"]
+    return [(tuple(keys[4 * i : 4 * i + 4]), tuple(w)) for i, w in enumerate(record["windows"])]
+
+
+@pytest.mark.slow
+def test_a_resumed_run_trains_on_exactly_the_batches_of_an_uninterrupted_one(
+    synthetic_corpus: Path, tmp_path: Path
+) -> None:
+    """Two loader workers, 8 batches an epoch, 2 epochs. Epochs differ; a run resumed from a checkpoint saved after
+    batch 5 (mid-epoch: the workers' roles are swapped) or after batch 8 (the epoch's end) trains on the same
+    batches, same clips and same windows, as the run that was never interrupted."""
+    data = ["--data.init_args.samples_per_epoch=32", "--data.init_args.num_workers=2",
+            "--trainer.callbacks+=toy_tasks.KeyRecorder"]  # fmt: skip
+    whole = tmp_path / "whole"
+    assert main(_fit_args(synthetic_corpus, whole, "--trainer.max_epochs=2", *data)) == 0
+    batches = _recorded(whole)
+    assert len(batches) == 16 and batches[:8] != batches[8:]  # the second epoch is not a replay of the first
+    for stop in (5, 8):
+        first, resumed = tmp_path / f"first{stop}", tmp_path / f"resumed{stop}"
+        every = ["--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
+                 f"--trainer.callbacks.every_n_train_steps={stop}", "--trainer.callbacks.save_top_k=-1"]  # fmt: skip
+        assert main(_fit_args(synthetic_corpus, first, f"--trainer.max_steps={stop}", *data, *every)) == 0
+        assert _recorded(first) == batches[:stop]
+        (ckpt,) = first.rglob(f"*step={stop}.ckpt")
+        assert main(_fit_args(synthetic_corpus, resumed, "--trainer.max_epochs=2", *data, f"--ckpt_path={ckpt}")) == 0
+        assert _recorded(resumed) == batches[stop:], f"resumed after batch {stop}"
 
 
 def test_resume_from_a_mid_epoch_checkpoint_continues_the_step_count(synthetic_corpus: Path, tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
-"""``pctalk slurm submit``: the rendered sbatch script, and a real single-node SLURM cluster running a 2-task CPU DDP
-fit, then a SIGUSR1 that makes Lightning save ``hpc_ckpt_1.ckpt``, requeue the job and resume from it."""
+"""``pctalk slurm submit``: the rendered sbatch script; ``SlurmRequeue`` saving at a batch boundary; and a real
+single-node SLURM cluster running a 2-task CPU DDP fit, then a SIGUSR1 that makes the ranks save
+``hpc_ckpt_1.ckpt``, requeue the job and resume from it."""
 
 from __future__ import annotations
 
@@ -77,6 +78,83 @@ def test_the_shipped_template_is_a_valid_script_on_its_own() -> None:
     subprocess.run(["bash", "-n", str(TEMPLATE)], check=True)
 
 
+# -- requeue checkpoints at a batch boundary (one process, SLURM's environment variables) -----------------------
+
+
+@pytest.fixture
+def in_slurm_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment of one task of a SLURM batch job, as Lightning's ``SLURMEnvironment`` detects it."""
+    for name, value in {"SLURM_NTASKS": "1", "SLURM_JOB_NAME": "pctalk-unit", "SLURM_JOB_ID": "7",
+                        "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0",
+                        "SLURM_NODELIST": "localhost"}.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("SLURM_NTASKS_PER_NODE", raising=False)
+    monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
+
+
+def _toy_fit(root: Path, *extra: str, run: bool = True):
+    from pctalk.cli import lightning_cli
+
+    args = ["fit", "-c", str(CONF / "toy.yaml"), f"--trainer.default_root_dir={root}", "--trainer.accelerator=cpu",
+            "--trainer.max_epochs=3", *extra]  # fmt: skip
+    return lightning_cli(args if run else args[1:], run=run)
+
+
+def test_the_warning_signal_saves_at_the_next_batch_boundary_and_the_job_resumes_exactly(
+    in_slurm_job: None, tmp_path: Path
+) -> None:
+    """The signal lands inside optimizer step 11 (8 steps an epoch): Lightning's own handler would save right
+    there, mid-step; ``SlurmRequeue`` saves once that batch is done, at global step 12, and a job started again in
+    the same folder resumes from it on its own and trains exactly the 12 missing batches."""
+    root = tmp_path / "run"
+    own = ["--trainer.callbacks+=pctalk.cluster.requeue.SlurmRequeue", "--trainer.callbacks.requeue=false"]
+    signal_at_11 = ["--trainer.callbacks+=toy_tasks.SignalInsideStep", "--trainer.callbacks.at=11"]
+    first = _toy_fit(root, *own, *signal_at_11, "--trainer.max_steps=14")  # then SLURM stops the job
+    assert first.trainer.global_step == 14
+    hpc = torch.load(root / "hpc_ckpt_1.ckpt", weights_only=True)
+    assert (hpc["global_step"], hpc["epoch"]) == (12, 1)
+    resumed = _toy_fit(root, *own)
+    assert resumed.trainer.ckpt_path == str(root / "hpc_ckpt_1.ckpt")
+    assert resumed.trainer.global_step == 24 and resumed.trainer.current_epoch == 3
+    assert len(resumed.model.seen) == 12 * 8  # samples of the 12 missing batches, none repeated or skipped
+    assert not (root / "hpc_ckpt_2.ckpt").exists()  # no signal, no checkpoint
+
+
+def test_fit_gets_slurm_requeue_inside_a_slurm_job_only(
+    monkeypatch: pytest.MonkeyPatch, in_slurm_job: None, tmp_path: Path
+) -> None:
+    from pctalk.cluster.requeue import SlurmRequeue
+
+    def requeues(cli) -> list:
+        return [c for c in cli.trainer.callbacks if isinstance(c, SlurmRequeue)]
+
+    (added,) = requeues(_toy_fit(tmp_path, run=False))
+    assert added.requeue
+    own = ["--trainer.callbacks+=pctalk.cluster.requeue.SlurmRequeue", "--trainer.callbacks.requeue=false"]
+    (configured,) = requeues(_toy_fit(tmp_path, *own, run=False))  # a configured one is kept, not doubled
+    assert not configured.requeue
+    monkeypatch.delenv("SLURM_NTASKS")
+    assert requeues(_toy_fit(tmp_path, run=False)) == []
+
+
+def test_hpc_checkpoint_names_follow_lightnings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lightning.pytorch.trainer.connectors.checkpoint_connector import _CheckpointConnector
+
+    from pctalk.cluster.requeue import hpc_checkpoint_path, slurm_job_id
+
+    assert hpc_checkpoint_path(tmp_path / "missing") == f"{tmp_path}/missing/hpc_ckpt_1.ckpt"
+    for name in ("hpc_ckpt_1.ckpt", "hpc_ckpt_3.ckpt", "last.ckpt"):
+        (tmp_path / name).touch()
+    expected = f"{tmp_path}/hpc_ckpt_4.ckpt"
+    assert hpc_checkpoint_path(tmp_path) == expected == _CheckpointConnector.hpc_save_path(tmp_path)
+    monkeypatch.setenv("SLURM_JOB_ID", "41")
+    monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
+    assert slurm_job_id() == "41"
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "40")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+    assert slurm_job_id() == "40_3"
+
+
 # -- a real SLURM ----------------------------------------------------------------------------------------------
 
 
@@ -122,7 +200,8 @@ def test_a_two_task_ddp_job_trains_on_slurm(cluster: LocalSlurm, run_cli, tmp_pa
     job_id, log = _submit(run_cli, cluster, _fit_config(tmp_path, synthetic_corpus, max_epochs=2))
     cluster.wait(job_id, {"COMPLETED"}, timeout=300, log=log)
     text = log.read_text()
-    assert "SLURM auto-requeueing enabled" in text
+    assert "SLURM requeue: on SIGUSR1, hpc_ckpt_N.ckpt is saved at the next batch boundary" in text
+    assert "SLURM auto-requeueing enabled" not in text  # Lightning's in-handler save is off
     for rank in (0, 1):
         assert f"Initializing distributed: GLOBAL_RANK: {rank}, MEMBER: {rank + 1}/2" in text
     (last,) = (tmp_path / "run").rglob("last.ckpt")
@@ -149,6 +228,7 @@ def test_sigusr1_saves_an_hpc_checkpoint_requeues_and_resumes(
     assert (root / "hpc_ckpt_1.ckpt").is_file(), text[-4000:]
     assert info["Restarts"] == "1"
     assert "(restart 0)" in text and "(restart 1)" in text
+    assert f"SLURM requeue: saved {root / 'hpc_ckpt_1.ckpt'} at global step" in text
     assert f"Restoring states from the checkpoint path at {root / 'hpc_ckpt_1.ckpt'}" in text
     interrupted_at = torch.load(root / "hpc_ckpt_1.ckpt", weights_only=True)["epoch"]
     assert 0 <= interrupted_at < max_epochs - 1

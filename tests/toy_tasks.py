@@ -75,18 +75,35 @@ class ToyTask(BaseTask):
 
 
 class KeyRecorder(Callback):
-    """Records the sample keys each rank trains on, in ``<default_root_dir>/keys/rank<N>.json``."""
+    """Records the sample keys each rank trains on, and per batch a fingerprint of each example's window, in
+    ``<default_root_dir>/keys/rank<N>.json``."""
 
     def __init__(self) -> None:
         self.keys: list[str] = []
         self.batches = 0
+        self.windows: list[list[float]] = []
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
         self.keys.extend(batch["key"])
         self.batches += 1
+        self.windows.append([round(float(t.sum()), 4) for t in batch["target"]])  # which window of each clip
 
     def on_train_end(self, trainer, pl_module) -> None:
         out = Path(trainer.default_root_dir) / "keys"
         out.mkdir(parents=True, exist_ok=True)
-        record = {"rank": trainer.global_rank, "batches": self.batches, "keys": self.keys}
+        record = {"rank": trainer.global_rank, "batches": self.batches, "keys": self.keys, "windows": self.windows}
         (out / f"rank{trainer.global_rank}.json").write_text(json.dumps(record))
+
+
+class SignalInsideStep(Callback):
+    """Sends this process ``signum`` from inside the optimizer step of global step ``at`` (after backward, before
+    ``optimizer.step``): the moment SLURM's warning signal lands in most of a GPU job's wall time."""
+
+    def __init__(self, at: int, signum: int = 10) -> None:
+        self.at, self.signum = at, signum
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        if trainer.global_step == self.at:
+            import os
+
+            os.kill(os.getpid(), self.signum)

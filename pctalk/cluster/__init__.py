@@ -1,4 +1,6 @@
-"""Running pctalk on clusters: SLURM submission (``pctalk slurm submit``)."""
+"""Running pctalk on clusters: SLURM submission (``pctalk slurm submit``, :mod:`pctalk.cluster.slurm`) and
+requeue checkpoints saved at a batch boundary (:class:`pctalk.cluster.requeue.SlurmRequeue`, which imports
+Lightning and so is not imported here)."""
 
 from pctalk.cluster.slurm import SlurmJob, render, run_dir, submit
 

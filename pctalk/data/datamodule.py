@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -11,7 +12,8 @@ import webdataset as wds
 
 from pctalk.data.base import BaseDataModule
 from pctalk.data.examples import clip_example
-from pctalk.data.pipeline import batches_per_worker, rank_shards, shard_pipeline
+from pctalk.data.pipeline import TrainLoader, TrainStream, batches_per_worker, rank_shards, shard_pipeline
+from pctalk.data.schema import ClipMeta
 
 __all__ = ["ShardDataModule"]
 
@@ -101,27 +103,46 @@ class ShardDataModule(BaseDataModule):
             train=train,
         )
 
-    def train_dataloader(self) -> wds.WebLoader:
+    def _keep(self) -> Callable[[ClipMeta], bool] | None:
+        return None if self.emotions is None else functools.partial(_of_emotions, emotions=self.emotions)
+
+    def train_dataloader(self) -> TrainLoader:
+        """This rank's training batches; an epoch is ``samples_per_epoch / world_size`` examples, and a resumed
+        epoch continues where the checkpoint left it (:class:`~pctalk.data.pipeline.TrainStream`)."""
         rank, world = self._rank()
         urls, samples = self.shards("train")
         mine = rank_shards(urls, rank, world, self.num_workers, train=True)
         total = self.samples_per_epoch or samples or len(urls)
-        epoch = batches_per_worker(total, self.batch_size, world, self.num_workers)
-        pipeline = shard_pipeline(
-            mine, self._example(True), self.batch_size, True, self.shuffle_buffer, self.seed + rank, epoch
-        )
-        return wds.WebLoader(pipeline, batch_size=None, num_workers=self.num_workers, persistent_workers=False)
+        stream = TrainStream(
+            mine, self._example(True), self.batch_size,
+            batches_per_worker(total, self.batch_size, world, self.num_workers), self.num_workers,
+            keep=self._keep(), shuffle_buffer=self.shuffle_buffer, seed=self.seed, rank=rank,
+        )  # fmt: skip
+        return TrainLoader(stream, self.num_workers, progress=self._train_progress)
+
+    def _train_progress(self) -> tuple[int, int] | None:
+        """``(epoch, batches of it trained)`` of the fit this module serves; ``None`` outside a fit. A checkpoint
+        saved at the end of a training batch (``ModelCheckpoint(every_n_train_steps)``, the SLURM requeue) counts
+        that batch as trained, as Lightning does when it resumes from it."""
+        trainer = self.trainer
+        if trainer is None or not trainer.training:
+            return None
+        return trainer.current_epoch, trainer.fit_loop.epoch_loop.batch_progress.current.processed
 
     def val_dataloader(self) -> wds.WebLoader:
         rank, world = self._rank()
         urls, _ = self.shards("val")
         mine = rank_shards(urls, rank, world, train=False)
         workers = min(self.num_workers, len(mine))
-        pipeline = shard_pipeline(mine, self._example(False), self.batch_size, False)
+        pipeline = shard_pipeline(mine, self._example(False), self.batch_size, keep=self._keep())
         return wds.WebLoader(pipeline, batch_size=None, num_workers=workers)
 
 
+def _of_emotions(meta: ClipMeta, emotions: tuple[str, ...]) -> bool:  # picklable for workers
+    return meta.emotion in emotions
+
+
 def _example(clip, rng, window, audio, target, with_reference, emotions, extras, train):  # picklable for workers
-    if emotions is not None and clip.meta.emotion not in emotions:
+    if emotions is not None and clip.meta.emotion not in emotions:  # the loaders' `keep` filters these first
         return None
     return clip_example(clip, window, rng if train else None, audio, target, with_reference, extras)
