@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -105,6 +106,9 @@ def lightning_cli(args: Sequence[str] | None = None, run: bool = True) -> Any:
     """Build (and by default run) the LightningCLI over every registered task and data module."""
     # Lightning 2.6 still calls jsonargparse APIs deprecated in 4.49; users can't act on those warnings.
     os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
+    # Lightning cautions that an IterableDataset's length may be wrong with several workers; the training stream's
+    # length is exact by construction (pctalk.data.pipeline.TrainStream).
+    warnings.filterwarnings("ignore", message=r"Your `IterableDataset` has `__len__` defined")
     import pctalk.data
     import pctalk.tasks
 
