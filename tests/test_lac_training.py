@@ -104,6 +104,15 @@ def test_a_stream_started_mid_epoch_yields_the_rest_of_that_epoch(synthetic_corp
     assert epoch() != second  # and on to epoch 2
 
 
+def test_a_stream_whose_every_sample_fails_stops_with_the_reason(synthetic_corpus: Path) -> None:
+    """The synthetic shards hold no encoder features: asking for them fails on every sample, which must end the
+    epoch with the reason rather than warn forever (the stream resamples without end)."""
+    dm = ShardDataModule(str(synthetic_corpus), window=20, batch_size=2, audio="feat", samples_per_epoch=4)
+    with pytest.raises(RuntimeError, match=r"all failed to load.*no audio_feat\.npy; rebuild the shards"):
+        with pytest.warns(UserWarning):
+            next(iter(dm.train_dataloader()))
+
+
 def test_too_few_shards_for_ranks_and_workers() -> None:
     with pytest.raises(ValueError, match="need at least 8"):
         rank_shards([f"s{i}.tar" for i in range(5)], rank=0, world_size=2, workers=4)

@@ -106,6 +106,10 @@ def _kept(sample: dict[str, Any], keep: Callable[[ClipMeta], bool] | None) -> bo
     return keep(decode_meta(sample["meta.json"], sample.get("__key__", "?")))
 
 
+#: A training worker whose first this-many samples all fail stops with the error instead of warning forever.
+GIVE_UP_AFTER = 16
+
+
 @dataclass
 class StreamPosition:
     """Where a rank's training stream starts: the epoch, and how many of its batches were already trained on."""
@@ -179,14 +183,22 @@ class TrainStream(IterableDataset):
             yield batch
 
     def _examples(self, samples: Iterator[dict[str, Any]], tag: str, skip: int) -> Iterator[dict[str, Any]]:
+        loaded, failed = 0, 0
         for i, sample in enumerate(samples):
             if i < skip:
                 continue
             try:
                 example = self.to_example(decode_sample(sample), random.Random(f"example/{tag}/{i}"))
-            except Exception as err:  # a corrupt sample: warn and go on, as the tar reader does
-                wds.warn_and_continue(err)
+            except Exception as err:
+                failed += 1
+                if not loaded and failed >= GIVE_UP_AFTER:  # not a corrupt sample: the shards or the config
+                    raise RuntimeError(
+                        f"the first {failed} training samples all failed to load (resampling would retry forever); "
+                        f"the last one: {err}"
+                    ) from err
+                wds.warn_and_continue(err)  # a corrupt sample: warn and go on, as the tar reader does
                 continue
+            loaded += 1
             if example is not None:
                 yield example
 
