@@ -120,6 +120,20 @@ def test_the_warning_signal_saves_at_the_next_batch_boundary_and_the_job_resumes
     assert not (root / "hpc_ckpt_2.ckpt").exists()  # no signal, no checkpoint
 
 
+def test_inside_a_gradient_accumulation_window_the_save_waits_for_the_optimizer_step(
+    in_slurm_job: None, tmp_path: Path
+) -> None:
+    """Two batches per optimizer step: a signal as batch 4 starts (the first of step 3's window) is acted on after
+    batch 5, at global step 3; the partial gradients of batch 4 alone would not be in the checkpoint."""
+    root = tmp_path / "run"
+    own = ["--trainer.callbacks+=pctalk.cluster.requeue.SlurmRequeue", "--trainer.callbacks.requeue=false"]
+    signal = ["--trainer.callbacks+=toy_tasks.SignalAtBatch", "--trainer.callbacks.batch_idx=4"]
+    _toy_fit(root, *own, *signal, "--trainer.accumulate_grad_batches=2", "--trainer.max_epochs=1")
+    hpc = torch.load(root / "hpc_ckpt_1.ckpt", weights_only=True)
+    assert hpc["global_step"] == 3
+    assert hpc["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]["processed"] == 6
+
+
 def test_fit_gets_slurm_requeue_inside_a_slurm_job_only(
     monkeypatch: pytest.MonkeyPatch, in_slurm_job: None, tmp_path: Path
 ) -> None:

@@ -107,3 +107,16 @@ class SignalInsideStep(Callback):
             import os
 
             os.kill(os.getpid(), self.signum)
+
+
+class SignalAtBatch(Callback):
+    """Sends this process ``signum`` as batch ``batch_idx`` of the first epoch starts."""
+
+    def __init__(self, batch_idx: int, signum: int = 10) -> None:
+        self.batch_idx, self.signum = batch_idx, signum
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        if trainer.current_epoch == 0 and batch_idx == self.batch_idx:
+            import os
+
+            os.kill(os.getpid(), self.signum)

@@ -4,7 +4,8 @@ Lightning's own auto-requeue saves the checkpoint *inside the signal handler*, w
 be: between the optimizer step and the batch counters, or (under DDP) while the other ranks are in a gradient
 all-reduce, where the checkpoint's collective barrier meets theirs. The saved loop state can then be off by a step
 (a resumed run trains one batch twice) and a multi-GPU job can hang. This callback only notes the signal in the
-handler; at the end of the next training batch every rank agrees (one boolean all-reduce, like Lightning's own
+handler; at the end of the next training batch that ends with an optimizer step (not inside a gradient-accumulation
+window) every rank agrees (one boolean all-reduce, like Lightning's own
 per-batch SIGTERM check) and they save together, at the point Lightning's mid-epoch checkpoints are saved and from
 which it resumes exactly. Rank 0 then runs ``scontrol requeue``; the requeued job starts again, and Lightning
 resumes from the newest ``hpc_ckpt`` in ``trainer.default_root_dir`` on its own.
@@ -99,10 +100,12 @@ class SlurmRequeue(pl.Callback):
 
     # -- the batch boundary ------------------------------------------------------------------------------------
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
-        if self._signum is None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if self._signum is None or not _after_optimizer_step(trainer, batch_idx):  # gradients are not saved
             return
-        if not trainer.strategy.reduce_boolean_decision(self.signalled, all=False):  # every rank, every batch
+        if not trainer.strategy.reduce_boolean_decision(self.signalled, all=False):  # every rank, every step
             return
         self.signalled = False
         path = trainer.strategy.broadcast(hpc_checkpoint_path(trainer.default_root_dir))
@@ -110,6 +113,13 @@ class SlurmRequeue(pl.Callback):
         rank_zero_info(f"SLURM requeue: saved {path} at global step {trainer.global_step}")
         if self.requeue and trainer.is_global_zero:
             _requeue(slurm_job_id())
+
+
+def _after_optimizer_step(trainer: pl.Trainer, batch_idx: int) -> bool:
+    """Whether this batch ended with an optimizer step (not inside a gradient-accumulation window, whose partial
+    gradients a checkpoint would lose). The same on every rank."""
+    every = trainer.accumulate_grad_batches
+    return every == 1 or (batch_idx + 1) % every == 0 or trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
 
 
 def _requeue(job: str) -> None:
