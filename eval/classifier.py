@@ -25,13 +25,11 @@ from pctalk.weights.io import save_checkpoint
 __all__ = ["EmotionClassifierTask", "EmotionFaceDataModule"]
 
 
-def _face_example(clip: Clip, rng: random.Random | None, frames: int, emotions: tuple[str, ...] | None) -> dict | None:
+def _face_example(clip: Clip, rng: random.Random | None, frames: int) -> dict:
     """``faces (F, 3, 224, 224)`` in [0, 1] and ``emotion`` (index into ``EMOTIONS``) of one clip; training takes
     ``frames`` random crops and flips them at random, validation takes them all."""
     if clip.faces is None:
         raise SchemaError(f"{clip.key} has no face crops: build the shards with `pctalk-data build --face-frames 16`")
-    if emotions is not None and clip.meta.emotion not in emotions:
-        return None
     faces = clip.faces
     if rng is not None:
         faces = faces[sorted(rng.sample(range(len(faces)), min(frames, len(faces))))]
@@ -88,7 +86,7 @@ class EmotionFaceDataModule(ShardDataModule):
                       face_frames=self.synthetic_face_frames)  # fmt: skip
 
     def _example(self, train: bool):
-        return functools.partial(_face_example, frames=self.frames, emotions=self.emotions)
+        return functools.partial(_face_example, frames=self.frames)
 
     def shards(self, split: str) -> tuple[list[str], int]:
         """The parent's shard list, after checking the first shard holds face crops (the loader would otherwise

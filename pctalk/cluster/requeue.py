@@ -5,10 +5,10 @@ be: between the optimizer step and the batch counters, or (under DDP) while the 
 all-reduce, where the checkpoint's collective barrier meets theirs. The saved loop state can then be off by a step
 (a resumed run trains one batch twice) and a multi-GPU job can hang. This callback only notes the signal in the
 handler; at the end of the next training batch that ends with an optimizer step (not inside a gradient-accumulation
-window) every rank agrees (one boolean all-reduce, like Lightning's own
-per-batch SIGTERM check) and they save together, at the point Lightning's mid-epoch checkpoints are saved and from
-which it resumes exactly. Rank 0 then runs ``scontrol requeue``; the requeued job starts again, and Lightning
-resumes from the newest ``hpc_ckpt`` in ``trainer.default_root_dir`` on its own.
+window) every rank agrees (one boolean all-reduce, like Lightning's own per-batch SIGTERM check) and they save
+together, at the point Lightning's mid-epoch checkpoints are saved and from which it resumes exactly. Rank 0 then
+runs ``scontrol requeue``; the requeued job starts again, and Lightning resumes from the newest ``hpc_ckpt`` in
+``trainer.default_root_dir`` on its own.
 
 ``pctalk fit`` adds this callback whenever it runs inside a SLURM batch job; Lightning's in-handler save is turned
 off then (``SLURMEnvironment.auto_requeue = False``).
@@ -25,23 +25,16 @@ from typing import Any
 
 import lightning.pytorch as pl
 from lightning.fabric.plugins.environments import SLURMEnvironment
-from lightning.fabric.utilities.cloud_io import get_filesystem
+from lightning.pytorch.trainer.connectors.checkpoint_connector import _CheckpointConnector
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 
 __all__ = ["SlurmRequeue", "hpc_checkpoint_path", "slurm_job_id"]
 
-_HPC = re.compile(r"hpc_ckpt_(\d+)\.ckpt$")
-
 
 def hpc_checkpoint_path(folder: str | os.PathLike) -> str:
-    """The next ``hpc_ckpt_N.ckpt`` in ``folder`` (N one above the highest there, from 1): the name Lightning's
-    checkpoint connector looks for, newest first, when a SLURM job starts."""
-    folder = str(folder)
-    fs = get_filesystem(folder)
-    numbers = [0]
-    if fs.isdir(folder):
-        numbers += [int(m.group(1)) for p in fs.ls(folder, detail=False) if (m := _HPC.search(str(p)))]
-    return f"{folder.rstrip('/')}/hpc_ckpt_{max(numbers) + 1}.ckpt"
+    """The next ``hpc_ckpt_N.ckpt`` in ``folder`` (N one above the highest there, from 1), named by Lightning's
+    checkpoint connector, which resumes from the newest of them when a SLURM job starts."""
+    return _CheckpointConnector.hpc_save_path(folder)
 
 
 def slurm_job_id() -> str:
@@ -51,13 +44,6 @@ def slurm_job_id() -> str:
     if not re.fullmatch(r"[0-9_]+", job):
         raise ValueError(f"unexpected SLURM job id {job!r}")
     return job
-
-
-def _cluster_environment(trainer: pl.Trainer) -> Any:
-    environment = getattr(trainer.strategy, "cluster_environment", None)
-    if environment is None:  # single-device strategies keep theirs on the accelerator connector only
-        environment = getattr(getattr(trainer, "_accelerator_connector", None), "cluster_environment", None)
-    return environment
 
 
 class SlurmRequeue(pl.Callback):
@@ -82,7 +68,7 @@ class SlurmRequeue(pl.Callback):
         self.signalled = True
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        environment = _cluster_environment(trainer)
+        environment = trainer._accelerator_connector.cluster_environment  # the one Lightning's signal handling reads
         if stage != "fit" or not isinstance(environment, SLURMEnvironment) or environment.requeue_signal is None:
             return
         environment.auto_requeue = False  # Lightning's handler would save from inside the signal handler

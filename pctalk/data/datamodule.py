@@ -98,7 +98,6 @@ class ShardDataModule(BaseDataModule):
             audio=self.audio,
             target=self.target,
             with_reference=self.with_reference,
-            emotions=self.emotions,
             extras=self.extras,
             train=train,
         )
@@ -142,7 +141,5 @@ def _of_emotions(meta: ClipMeta, emotions: tuple[str, ...]) -> bool:  # picklabl
     return meta.emotion in emotions
 
 
-def _example(clip, rng, window, audio, target, with_reference, emotions, extras, train):  # picklable for workers
-    if emotions is not None and clip.meta.emotion not in emotions:  # the loaders' `keep` filters these first
-        return None
+def _example(clip, rng, window, audio, target, with_reference, extras, train):  # picklable for workers
     return clip_example(clip, window, rng if train else None, audio, target, with_reference, extras)
