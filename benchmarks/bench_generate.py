@@ -16,12 +16,12 @@ import torch
 from common import machine, timeit
 from pctalk.audio.encoder import AudioEncoder
 from pctalk.audio.tts import synthesize
+from pctalk.checkpoints import EMCStage, LACStage
 from pctalk.inference import Controls, EmotionControl, TalkingFacePipeline
 from pctalk.inference.pipeline import SourceFace, _default_motion
-from pctalk.inference.stages import EMCStage, LACStage
 from pctalk.keypoints.liveportrait import build_liveportrait
 from pctalk.models import ExpressionPredictor, LipRefiner
-from pctalk.models.emc import EmotionConfig
+from pctalk.models.emotion_predictor import EmotionPredictor
 
 TEXT = "The duck ate too many bees. Then it flew away over the lake, singing loudly, while the children counted clouds."
 
@@ -34,7 +34,7 @@ def main() -> None:
     print(f"machine: {machine()}")
     encoder = AudioEncoder()
     lac = LACStage(ExpressionPredictor(n_styles=100), encoder, LipRefiner())
-    emc = EMCStage(EmotionConfig(n_styles=100).build(), encoder)
+    emc = EMCStage(EmotionPredictor(n_styles=100), encoder)
     for module in (lac.predictor, lac.refiner, emc.predictor, encoder):
         module.eval()
     pipelines = {

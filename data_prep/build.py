@@ -28,6 +28,7 @@ from data_prep.splits import assign_splits, load_split_file, write_splits
 from pctalk.audio.io import AudioLoadError, SilentAudioError, ensure_audible, load_audio
 from pctalk.audio.mel import fit_to_frames, frame_windows, melspectrogram, samples_per_frame
 from pctalk.data.schema import Clip, ClipMeta, ClipMotion
+from pctalk.data.styles import write_styles
 from pctalk.data.writer import ShardSink, write_index
 from pctalk.keypoints.crop import FaceCropper, FaceNotFoundError
 from pctalk.media import VideoError, VideoReader
@@ -243,6 +244,7 @@ def build(
     style_ids = {
         identity: train_identities.index(identity) if identity in train_identities else -1 for identity in identities
     }
+    write_styles(out, adapter_dataset, style_ids)
     if test_seconds is None:
         test_seconds = 10.0 if dataset == "hdtf" else 0.0
     mine = clips[job_index::num_jobs]

@@ -34,7 +34,7 @@ def _weights() -> dict[str, Any]:
 
 
 def _export() -> Any:
-    from pctalk.tasks.export import export
+    from pctalk.checkpoints import export
 
     return export
 
@@ -62,7 +62,10 @@ TOOL_VERBS: dict[str, Verb] = {
         _slurm,
         raw=True,
     ),
-    "export": Verb("a training checkpoint to the release layout: pctalk export --checkpoint X.ckpt --out DIR", _export),
+    "export": Verb(
+        "a trained stage to a release folder: pctalk export --checkpoint X.ckpt --out DIR [--format pctalk|official]",
+        _export,
+    ),
 }
 
 
@@ -84,6 +87,11 @@ def _cli_class() -> type:
             kwargs.setdefault("trainer_defaults", {"logger": DEFAULT_LOGGER})
             super().__init__(*args, **kwargs)
 
+        def add_arguments_to_parser(self, parser: Any) -> None:
+            # one value of the target: the model's (ExpressionTask's argument; the refiner's and EMC's fixed) is the
+            # data module's
+            parser.link_arguments("model", "data.init_args.target", compute_fn=_task_target, apply_on="instantiate")
+
         def before_instantiate_classes(self) -> None:
             config = self.config[self.subcommand] if self.subcommand else self.config
             trainer = config["trainer"]
@@ -102,10 +110,17 @@ def _cli_class() -> type:
     return PctalkCLI
 
 
+def _task_target(model: Any) -> str:
+    return getattr(model, "target", "lips")
+
+
 def lightning_cli(args: Sequence[str] | None = None, run: bool = True) -> Any:
     """Build (and by default run) the LightningCLI over every registered task and data module."""
     # Lightning 2.6 still calls jsonargparse APIs deprecated in 4.49; users can't act on those warnings.
     os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
+    from jsonargparse import set_parsing_settings
+
+    set_parsing_settings(docstring_parse_attribute_docstrings=True)  # --help shows the size dataclasses' field docs
     # Lightning cautions that an IterableDataset's length may be wrong with several workers; the training stream's
     # length is exact by construction (pctalk.data.pipeline.TrainStream).
     warnings.filterwarnings("ignore", message=r"Your `IterableDataset` has `__len__` defined")

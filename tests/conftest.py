@@ -124,24 +124,22 @@ def synthetic_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def release(tmp_path: Path, seeded: int) -> Path:
-    """Tiny random LAC (predictor + refiner) and EMC in the release layout, with non-zero outputs."""
+    """Tiny random LAC (predictor + refiner) and EMC in pctalk's release layout, with non-zero outputs."""
     from pctalk.audio.encoder import AudioEncoder
+    from pctalk.checkpoints import EMCStage, LACStage, save_release
     from pctalk.models import ExpressionPredictor, LipRefiner
-    from pctalk.models.emc import EmotionConfig, save_emc
-    from pctalk.models.lac import save_lac
-    from pctalk.weights import save_checkpoint
+    from pctalk.models.config import EmotionConfig, PredictorConfig
+    from pctalk.models.emotion_predictor import EmotionPredictor
 
     folder = tmp_path / "release"
     encoder = AudioEncoder(0.125)
-    save_checkpoint(encoder.state_dict(), folder / "audio_encoder.pth")
-    predictor = ExpressionPredictor(n_styles=3, audio_dim=64, d_model=32, n_heads=4, ff_dim=64)
+    predictor = ExpressionPredictor(3, audio_dim=64, config=PredictorConfig(d_model=32, n_heads=4, ff_dim=64))
     torch.nn.init.normal_(predictor.vertice_map_r.weight, std=0.05)
     refiner = LipRefiner(18, 64)
     torch.nn.init.normal_(refiner.linear.weight, std=0.01)
-    save_lac(folder / "lac.pth", predictor, refiner)
-    config = EmotionConfig(n_styles=3, audio_dim=64, d_model=32, n_heads=4, ff_dim=64, emotion_layers=1)
-    emotion = config.build()
-    torch.nn.init.normal_(emotion.emotion_encoder.output_map.weight, std=0.5)
+    save_release(LACStage(predictor, encoder, refiner), folder)
+    emotion = EmotionPredictor(3, 64, EmotionConfig(d_model=32, n_heads=4, ff_dim=64, emotion_layers=1))
+    torch.nn.init.normal_(emotion.emotion_decoder.output_map.weight, std=0.5)
     torch.nn.init.normal_(emotion.decoder.vertice_map_r.weight, std=0.05)
-    save_emc(folder / "emc.pth", emotion, config)
+    save_release(EMCStage(emotion, encoder), folder)
     return folder

@@ -8,24 +8,28 @@ import pytest
 import torch
 from lightning.pytorch import Trainer, seed_everything
 
+from pctalk.audio.encoder import AudioEncoder
+from pctalk.checkpoints import EMCStage, export, load_emc_stage, save_release
 from pctalk.control.emotion import EmotionTerm, compose, pure_emotion, replace_region
 from pctalk.data import ShardDataModule
 from pctalk.data.synthetic import synth
 from pctalk.keypoints.regions import BROWS, EYES, LIPS, REGIONS
-from pctalk.models.emc import EmotionConfig, load_emc, save_emc
+from pctalk.models.config import EmotionConfig
 from pctalk.models.emotion_predictor import EmotionPredictor
 from pctalk.models.emotion_sources import AudioEmotionSource, TextEmotionSource, VideoEmotionSource
 from pctalk.tasks import EmotionTask
-from pctalk.tasks.export import export
 from pctalk.tasks.samples import SampleLogger
 
-CONFIG = EmotionConfig(n_styles=3, audio_dim=64, d_model=32, n_heads=4, ff_dim=64, emotion_layers=1)
+CONFIG = EmotionConfig(d_model=32, n_heads=4, ff_dim=64, emotion_layers=1)
+TINY = {"predictor": CONFIG, "audio_encoder_width": 0.125}
 
 
-@pytest.fixture
-def predictor(seeded: int) -> EmotionPredictor:
-    model = CONFIG.build().eval()
-    for p in (model.emotion_encoder.output_map.weight, model.decoder.vertice_map_r.weight):
+@pytest.fixture(params=["autoregressive", "encoder"])
+def predictor(request: pytest.FixtureRequest, seeded: int) -> EmotionPredictor:
+    """Both conditionings: the paper's autoregressive decoder, and pctalk 0.1's encoder (old checkpoints)."""
+    model = EmotionPredictor(3, 64, EmotionConfig(**{**CONFIG.to_dict(), "conditioning": request.param})).eval()
+    conditioning = model.emotion_decoder if model.autoregressive else model.emotion_encoder
+    for p in (conditioning.output_map.weight, model.decoder.vertice_map_r.weight):
         torch.nn.init.normal_(p, std=0.05)  # zero-initialised maps: make emotions matter
     return model
 
@@ -129,8 +133,7 @@ def test_training_separates_emotions_on_held_out_speakers(emotional_corpus: Path
     seed_everything(0)
     dm = ShardDataModule(str(emotional_corpus), window=20, batch_size=8, audio="mel", target="all",
                          extras=["reference_exp"], samples_per_epoch=64)  # fmt: skip
-    task = EmotionTask(n_styles=4, sources=["label", "video"], d_model=32, n_heads=4, ff_dim=64, emotion_layers=1,
-                       audio_encoder_width=0.125, lr=3e-3, classifier_weight=1.0)  # fmt: skip
+    task = EmotionTask(n_styles=4, sources=["label", "video"], **TINY, lr=3e-3, classifier_weight=1.0)
     samples = SampleLogger(every_n_val_epochs=3, num_samples=1)
     trainer = Trainer(accelerator="cpu", max_epochs=15, logger=False, enable_progress_bar=False,
                       check_val_every_n_epoch=5, enable_model_summary=False, default_root_dir=tmp_path,
@@ -143,20 +146,18 @@ def test_training_separates_emotions_on_held_out_speakers(emotional_corpus: Path
     assert accuracy > 0.4, accuracy  # 8 classes: chance is 0.125; the validation speaker is unseen
     (ckpt,) = tmp_path.rglob("*.ckpt")
     assert export(ckpt, tmp_path / "release") == 0
-    emc = load_emc(tmp_path / "release" / "emc.pth")
+    emc = load_emc_stage(tmp_path / "release" / "emc.pth")
     assert set(emc.sources) == {"video"} and emc.classifier is not None
-    video = VideoEmotionSource(d_model=32, n_heads=4, ff_dim=64)
-    video.load_state_dict(emc.sources["video"])
+    assert emc.info.styles == {"0": "synth/cat000", "1": "synth/synth001", "2": "synth/synth002", "3": "synth/synth003"}
     task.eval()
     reference = torch.randn(2, 20, 21, 3)
-    torch.testing.assert_close(video.eval()(reference), task.source_modules["video"](reference))
+    torch.testing.assert_close(emc.sources["video"](reference), task.source_modules["video"](reference))
 
 
 def test_emotion_task_with_audio_and_text_sources(emotional_corpus: Path, tiny_wav2vec2: Path, tmp_path: Path) -> None:
     dm = ShardDataModule(str(emotional_corpus), window=10, batch_size=2, audio="mel", target="all",
                          extras=["raw_audio", "text", "reference_exp"], samples_per_epoch=4)  # fmt: skip
-    task = EmotionTask(n_styles=4, sources=["label", "audio", "text", "video"], d_model=32, n_heads=4, ff_dim=64,
-                       emotion_layers=1, audio_encoder_width=0.125, wav2vec2=str(tiny_wav2vec2))  # fmt: skip
+    task = EmotionTask(n_styles=4, sources=["label", "audio", "text", "video"], **TINY, wav2vec2=str(tiny_wav2vec2))
     trainer = Trainer(accelerator="cpu", max_steps=2, limit_val_batches=1, logger=False, enable_progress_bar=False,
                       enable_model_summary=False, default_root_dir=tmp_path, num_sanity_val_steps=0)  # fmt: skip
     trainer.fit(task, datamodule=dm)
@@ -167,14 +168,15 @@ def test_emotion_task_with_audio_and_text_sources(emotional_corpus: Path, tiny_w
 
 def test_emc_round_trip(tmp_path: Path, predictor: EmotionPredictor) -> None:
     classifier = torch.nn.Linear(32, 8)
-    path = save_emc(tmp_path / "emc.pth", predictor, CONFIG, classifier, {"video": {"w": torch.ones(2)}})
-    emc = load_emc(path)
+    video = VideoEmotionSource(d_model=32, n_heads=4, ff_dim=64).eval()
+    stage = EMCStage(predictor, AudioEncoder(0.125), classifier, {"video": video})
+    save_release(stage, tmp_path)
+    emc = load_emc_stage(tmp_path / "emc.pth")
+    assert emc.info.predictor == predictor.config
     audio, style, emotion = torch.randn(1, 8, 64), torch.tensor([1]), predictor.embed(torch.tensor([4]))
     torch.testing.assert_close(
         emc.predictor.generate(audio, style, emotion), predictor.generate(audio, style, emotion), atol=0, rtol=0
     )
     torch.testing.assert_close(emc.classifier.weight, classifier.weight)
-    assert torch.equal(emc.sources["video"]["w"], torch.ones(2))
-    torch.save({"x": 1}, tmp_path / "other.pth")
-    with pytest.raises(KeyError, match="not an EMC checkpoint"):
-        load_emc(tmp_path / "other.pth")
+    reference = torch.randn(1, 20, 21, 3)
+    torch.testing.assert_close(emc.sources["video"](reference), video(reference), atol=0, rtol=0)

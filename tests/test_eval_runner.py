@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -111,3 +112,41 @@ def test_render_table_layout() -> None:
     text = render_table("table3", {"blocks": {"HDTF": {"mine": {"lse_c": 8.0}}}})
     assert text.splitlines()[0] == "| Method | HDTF LSE-C↑ |"
     assert "| mine | 8.00 |" in text and "| + lip refiner (paper) | 9.26 |" in text
+
+
+def test_a_lac_of_target_all_trains_exports_generates_and_scores(
+    bench, synthetic_corpus: Path, liveportrait_weights: Path, tmp_path: Path
+) -> None:
+    """Table 3's "no lip keypoints" row end to end: fit a LAC predicting all 21 keypoints (debug sizes), export it,
+    generate with it, score it; the lip refiner refuses it, as the official release does."""
+    from pctalk.checkpoints import load_lac_stage
+    from pctalk.cli import main
+    from pctalk.media import VideoReader
+    from pctalk.tasks import LipRefinerTask
+
+    experiments = Path(__file__).resolve().parents[1] / "experiments" / "lac"
+    run = tmp_path / "run"
+    assert main(["fit", "-c", str(experiments / "expression_debug.yaml"), "-c",
+                 str(experiments / "ablation" / "all_keypoints.yaml"), f"--data.init_args.root={synthetic_corpus}",
+                 "--model.init_args.n_styles=2", "--trainer.max_steps=4", f"--trainer.default_root_dir={run}"]) == 0  # fmt: skip
+    ckpt = run / "checkpoints" / "last.ckpt"
+    assert torch.load(ckpt, weights_only=True)["pctalk"]["target"] == "all"
+    assert main(["export", "--checkpoint", str(ckpt), "--out", str(tmp_path / "release")]) == 0
+    lac = tmp_path / "release" / "lac.pth"
+    stage = load_lac_stage(lac)
+    assert stage.info.target == "all" and stage.info.keypoints == tuple(range(21)) and stage.predictor.out_dim == 63
+    kp_video = tmp_path / "kp.mp4"
+    assert main(["generate", "--audio", str(bench["raw"] / "B_000.mp4"), "--lac", str(lac), "--no-progress",
+                 "--keypoint-video", str(kp_video)]) == 0  # fmt: skip
+    assert len(VideoReader(kp_video)) > 10
+    with pytest.raises(ValueError, match="predicts all 21 keypoints"):
+        LipRefinerTask(expression=str(ckpt), weights=str(liveportrait_weights), liveportrait_size="tiny")
+
+    out = tmp_path / "table3"
+    method = Method("no lip keypoints", lac=lac, liveportrait=liveportrait_weights, input="image",
+                    liveportrait_size="tiny", cropper="opencv")  # fmt: skip
+    assert run_command("table3", out, "hdtf", bench["raw"], [method], splits=bench["root"] / "splits.json",
+                       settings=_settings(bench, ["lse"]), accelerator="cpu", devices=1) == 0  # fmt: skip
+    row = json.loads((out / "results.json").read_text())["blocks"]["HDTF"]["no lip keypoints"]
+    assert row["clips"] == 3 and row["skipped"] == [] and np.isfinite(row["lse_c"])
+    assert "| no lip keypoints |" in (out / "table.md").read_text()

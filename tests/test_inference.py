@@ -20,7 +20,7 @@ from pctalk.inference.timeline import Timeline
 from pctalk.keypoints.regions import BROWS, EYES, LIPS
 from pctalk.keypoints.transform import rotation_matrix
 from pctalk.media import VideoReader
-from pctalk.models.windows import predict_windows, window_plan
+from pctalk.models.windows import Window, predict_windows, window_plan
 from raw_media import speech, talking_video
 
 T = 25
@@ -43,7 +43,8 @@ def test_windows_cover_every_frame_once(n: int) -> None:
 def test_predict_windows_warm_starts_from_the_previous_tail() -> None:
     calls = []
 
-    def generate(audio: torch.Tensor, warm: torch.Tensor | None) -> torch.Tensor:
+    def generate(audio: torch.Tensor, warm: torch.Tensor | None, window: Window) -> torch.Tensor:
+        assert window.stop - window.start == audio.shape[1]
         calls.append(None if warm is None else warm.clone())
         out = audio[..., :1] * 10  # each frame's prediction: its audio value x 10
         if warm is not None:
@@ -198,7 +199,8 @@ def test_every_control_moves_only_its_keypoints(
     lips, upper = set(LIPS), set(EYES + BROWS)
     assert _changed(_motion(pipeline, source, wav, lip_scale=1.5), base) == lips
     assert _changed(_motion(pipeline, source, wav, loudness_scale=True), base) == lips
-    assert _changed(_motion(pipeline, source, wav, style_edits={"duck": 2.0}), base) == lips
+    # the edit acts after the refiner (as in the official release): only the opening direction's keypoints move
+    assert _changed(_motion(pipeline, source, wav, style_edits={"duck": 2.0}), base) == {17, 19}
     assert _changed(_motion(pipeline, source, wav, style_id=1), base) == lips
     assert _changed(_motion(pipeline, source, wav, smooth=False), base) == lips
     assert _changed(_motion(pipeline, source, wav, refine=False), base) == lips

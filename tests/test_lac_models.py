@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from pctalk.audio.encoder import AudioEncoder
+from pctalk.checkpoints import LACStage, load_lac_stage, save_release
 from pctalk.control.lip import (
     PRONUNCIATIONS,
     edit_style,
@@ -18,14 +20,14 @@ from pctalk.control.lip import (
 )
 from pctalk.keypoints.regions import LIPS
 from pctalk.models import ExpressionPredictor, LipRefiner
+from pctalk.models.config import PredictorConfig
 from pctalk.models.decoder import alibi_bias, alibi_slopes
-from pctalk.models.lac import load_lac, save_lac
 from pctalk.weights import CheckpointKeyError
 
 
 @pytest.fixture
 def predictor(seeded: int) -> ExpressionPredictor:
-    model = ExpressionPredictor(n_styles=3, d_model=64, n_heads=4, ff_dim=128, n_layers=2).eval()
+    model = ExpressionPredictor(3, config=PredictorConfig(d_model=64, n_heads=4, ff_dim=128, n_layers=2)).eval()
     torch.nn.init.normal_(model.vertice_map_r.weight, std=0.1)  # zero-initialised output: make it say something
     return model
 
@@ -100,21 +102,20 @@ def test_zero_initialised_outputs(seeded: int) -> None:
 def test_lac_round_trip(tmp_path: Path, predictor: ExpressionPredictor) -> None:
     refiner = LipRefiner(18, 512)
     torch.nn.init.normal_(refiner.linear.weight, std=0.01)
-    path = save_lac(tmp_path / "lac.pth", predictor, refiner)
-    lac = load_lac(path)
+    save_release(LACStage(predictor, AudioEncoder(), refiner), tmp_path)
+    lac = load_lac_stage(tmp_path / "lac.pth")
+    assert lac.info.target == "lips" and lac.info.predictor == predictor.config
     audio, style = torch.randn(1, 10, 512), torch.tensor([1])
     torch.testing.assert_close(lac.predictor.generate(audio, style), predictor.generate(audio, style), atol=0, rtol=0)
     lips = torch.randn(1, 10, 18)
     torch.testing.assert_close(lac.refiner(lips, audio), refiner(lips, audio), atol=0, rtol=0)
-    assert load_lac(save_lac(tmp_path / "no_refiner.pth", predictor)).refiner is None
-    torch.save({"something": {}}, tmp_path / "other.pth")
-    with pytest.raises(KeyError, match="not a LAC checkpoint"):
-        load_lac(tmp_path / "other.pth")
-    obj = torch.load(path, weights_only=True)
-    obj["config"]["d_model"] = 32
+    save_release(LACStage(predictor, AudioEncoder()), tmp_path / "no_refiner")
+    assert load_lac_stage(tmp_path / "no_refiner" / "lac.pth").refiner is None
+    obj = torch.load(tmp_path / "lac.pth", weights_only=True)
+    obj["pctalk"]["predictor"]["d_model"] = 32
     torch.save(obj, tmp_path / "bad.pth")
     with pytest.raises(CheckpointKeyError):
-        load_lac(tmp_path / "bad.pth")
+        load_lac_stage(tmp_path / "bad.pth")
 
 
 # -- lip controls ------------------------------------------------------------------------------------------------------
@@ -126,7 +127,9 @@ def test_scale_lips() -> None:
     torch.testing.assert_close(scale_lips(D, 1.5), 1.5 * D)
     per_frame = torch.linspace(0.5, 2, 7)
     torch.testing.assert_close(scale_lips(D, per_frame)[:, 3], D[:, 3] * per_frame[3])
-    with pytest.raises(ValueError, match=r"\(\.\.\., 6, 3\)"):
+    all_keypoints = torch.randn(7, 21, 3)  # a LAC of target all: the whole deformation scales
+    torch.testing.assert_close(scale_lips(all_keypoints, 2.0), 2 * all_keypoints)
+    with pytest.raises(ValueError, match=r"\(\.\.\., K, 3\)"):
         scale_lips(torch.randn(7, 18), 2.0)
 
 
@@ -146,12 +149,13 @@ def test_edit_style_changes_only_the_component_along_v() -> None:
 
 
 def test_built_in_pronunciations() -> None:
-    assert set(PRONUNCIATIONS) == {"too", "woo", "bee", "eee", "duck", "aaa"}
+    assert set(PRONUNCIATIONS) == {"too", "woo", "bee", "eee", "duck", "aaa", "pursing", "widening", "opening"}
     for v in PRONUNCIATIONS.values():
         assert v.shape == (6, 3) and v.norm().item() == pytest.approx(1.0)
     opening = pronunciation("aaa")
     assert opening[LIPS.index(19), 1] == opening.abs().max()  # mostly keypoint 19 moving along y
     assert torch.equal(pronunciation("too"), pronunciation("woo"))
+    assert torch.equal(pronunciation("duck"), pronunciation("opening"))  # the official release's names
     with pytest.raises(ValueError, match="no built-in pronunciation"):
         pronunciation("moo")
 

@@ -13,16 +13,17 @@ from lightning.pytorch import Trainer, seed_everything
 from conftest import CONF
 from pctalk.audio.encoder import load_audio_encoder
 from pctalk.audio.syncnet import SyncNet
+from pctalk.checkpoints import export, load_lac_stage
 from pctalk.cli import main
 from pctalk.data import ShardDataModule
 from pctalk.data.examples import clip_example
 from pctalk.data.pipeline import rank_shards
-from pctalk.models.lac import load_lac
+from pctalk.models.config import PredictorConfig
 from pctalk.tasks import ExpressionTask, LipRefinerTask
-from pctalk.tasks.export import export
 from pctalk.tasks.samples import SampleLogger
 
-TINY = {"n_styles": 2, "d_model": 32, "n_heads": 4, "ff_dim": 64, "audio_encoder_width": 0.125}
+SIZES = PredictorConfig(d_model=32, n_heads=4, ff_dim=64)
+TINY = {"n_styles": 2, "predictor": SIZES, "audio_encoder_width": 0.125}
 
 
 def _fit_args(corpus: Path, root_dir: Path, *extra: str) -> list[str]:
@@ -131,7 +132,7 @@ def test_overfits_a_single_batch(synthetic_corpus: Path) -> None:
         decode_sample(s) for s in wds.WebDataset(str(synthetic_corpus / "train-j000-000000.tar"), shardshuffle=False)
     ]
     batch = collate([clip_example(c, window=20, audio="mel") for c in clips[:2]])
-    task = ExpressionTask(**TINY, dropout=0.0, lr=3e-3)
+    task = ExpressionTask(**{**TINY, "predictor": PredictorConfig(**{**SIZES.to_dict(), "dropout": 0.0})}, lr=3e-3)
     optimiser = task.configure_optimizers()
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, 300)
     task.train()
@@ -161,14 +162,15 @@ def test_fit_writes_a_checkpoint_and_config(trained: Path) -> None:
     assert (trained / "config.yaml").is_file()
     (ckpt,) = trained.glob("checkpoints/*.ckpt")
     obj = torch.load(ckpt, weights_only=True)
-    assert obj["pctalk"]["predictor_config"]["d_model"] == 32
+    assert obj["pctalk"]["predictor"]["d_model"] == 32 and obj["pctalk"]["format_version"] == 2
+    assert obj["pctalk"]["styles"] == {"0": "synth/cat000", "1": "synth/synth001"}  # the corpus's training speakers
     assert obj["global_step"] == 4  # 16 samples per epoch, 4 per batch, 1 epoch
 
 
 def test_export_to_the_release_layout_and_back(trained: Path, tmp_path: Path) -> None:
     (ckpt,) = trained.glob("checkpoints/*.ckpt")
     assert main(["export", "--checkpoint", str(ckpt), "--out", str(tmp_path / "release")]) == 0
-    lac = load_lac(tmp_path / "release" / "lac.pth")
+    lac = load_lac_stage(tmp_path / "release" / "lac.pth")
     encoder = load_audio_encoder(tmp_path / "release" / "audio_encoder.pth")
     task = ExpressionTask(**TINY)
     task.load_state_dict(torch.load(ckpt, weights_only=True)["state_dict"])
@@ -210,7 +212,7 @@ def test_refiner_task_runs_end_to_end(
     assert not any(k.startswith(("liveportrait.", "syncnet.")) for k in saved["state_dict"])  # frozen parts left out
     out = tmp_path / "release"
     export(next(tmp_path.rglob("*.ckpt")), out)
-    assert load_lac(out / "lac.pth").refiner is not None
+    assert load_lac_stage(out / "lac.pth").refiner is not None
 
 
 @pytest.mark.ddp

@@ -61,7 +61,7 @@ def pure_emotions(
     if window is None:
         out = predictor.generate(audio_k, style_k, rows)
     else:
-        out = predict_windows(lambda a, warm: predictor.generate(a, style_k, rows, warm), audio_k, window)
+        out = predict_windows(lambda a, warm, _: predictor.generate(a, style_k, rows, warm), audio_k, window)
     return (out[:k] - out[k:]).view(k, t, 21, 3)
 
 

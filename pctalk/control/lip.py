@@ -37,14 +37,18 @@ _WIDENING = _vector({(20, 2): -0.001, (20, 1): -0.001, (14, 1): -0.001})
 _OPENING = _vector({(19, 1): 0.001, (19, 2): 0.0001, (17, 1): -0.0001})
 
 #: Built-in pronunciation vectors (LivePortrait expression directions, lips only), unit ``(6, 3)``, keyed by the
-#: example words: pursing ("too", "woo"), widening ("bee", "eee"), opening ("duck", "aaa").
+#: example words: pursing ("too", "woo"), widening ("bee", "eee"), opening ("duck", "aaa"), and by the official
+#: release's articulation names ("pursing", "widening", "opening").
 PRONUNCIATIONS: dict[str, torch.Tensor] = {
     "too": _PURSING,
     "woo": _PURSING,
+    "pursing": _PURSING,
     "bee": _WIDENING,
     "eee": _WIDENING,
+    "widening": _WIDENING,
     "duck": _OPENING,
     "aaa": _OPENING,
+    "opening": _OPENING,
 }
 
 
@@ -62,8 +66,10 @@ def _check_lips(D: torch.Tensor) -> None:
 
 
 def scale_lips(D: torch.Tensor, factor: float | torch.Tensor) -> torch.Tensor:
-    """``D * factor``; ``factor`` is a number or per-frame ``(..., T)`` values for ``D (..., T, 6, 3)``."""
-    _check_lips(D)
+    """``D * factor``; ``factor`` is a number or per-frame ``(..., T)`` values for ``D (..., T, K, 3)`` (the six lip
+    keypoints, or all 21 for a LAC of target ``all``, whose whole deformation the official release scales)."""
+    if D.ndim < 2 or D.shape[-1] != 3:
+        raise ValueError(f"deformation must be (..., K, 3), got {tuple(D.shape)}")
     factor = torch.as_tensor(factor, dtype=D.dtype, device=D.device)
     return D * (factor[..., None, None] if factor.ndim else factor)
 

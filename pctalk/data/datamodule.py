@@ -14,6 +14,7 @@ from pctalk.data.base import BaseDataModule
 from pctalk.data.examples import clip_example
 from pctalk.data.pipeline import TrainLoader, TrainStream, batches_per_worker, rank_shards, shard_pipeline
 from pctalk.data.schema import ClipMeta
+from pctalk.data.styles import read_styles
 
 __all__ = ["ShardDataModule"]
 
@@ -27,7 +28,8 @@ class ShardDataModule(BaseDataModule):
         batch_size: examples per batch on each rank.
         num_workers: loader workers per rank.
         audio: ``mel`` windows, stored encoder ``feat``ures, or ``auto`` (features when the shards have them).
-        target: ``lips`` (D, 18 values per frame) or ``all`` keypoints (63).
+        target: ``lips`` (D, 18 values per frame) or ``all`` keypoints (63); under ``pctalk fit`` it is the model's
+            (a task's ``target``), not set here.
         with_reference: also load the reference crop and motion the lip refiner renders from.
         emotions: train and validate only on clips of these emotions (e.g. ``[neutral]`` for LAC); all if unset.
         extras: inputs of the learned emotion sources to add (``raw_audio``, ``reference_exp``, ``text``).
@@ -46,7 +48,7 @@ class ShardDataModule(BaseDataModule):
         batch_size: int = 8,
         num_workers: int = 0,
         audio: Literal["mel", "feat", "auto"] = "auto",
-        target: Literal["lips", "all"] = "lips",
+        target: Literal["lips", "all"] | None = None,
         with_reference: bool = False,
         emotions: list[str] | None = None,
         extras: list[str] | None = None,
@@ -58,7 +60,7 @@ class ShardDataModule(BaseDataModule):
     ) -> None:
         super().__init__(batch_size=batch_size, num_workers=num_workers)
         self.roots = [Path(p.strip()) for p in str(root).split(",") if p.strip()]
-        self.window, self.audio, self.target, self.with_reference = window, audio, target, with_reference
+        self.window, self.audio, self.target, self.with_reference = window, audio, target or "lips", with_reference
         self.emotions = None if emotions is None else tuple(emotions)
         self.extras = tuple(extras or ())
         self.samples_per_epoch, self.shuffle_buffer, self.seed = samples_per_epoch, shuffle_buffer, seed
@@ -73,6 +75,14 @@ class ShardDataModule(BaseDataModule):
                 from pctalk.data.synthetic import synth
 
                 synth(root, clips=self.synthesize_if_missing, identities=self.synthetic_identities, progress=False)
+
+    def styles(self) -> dict[str, str]:
+        """Style id -> identity over the roots (``styles.json``); ids claimed by several datasets list them all."""
+        merged: dict[str, str] = {}
+        for root in self.roots:
+            for k, name in read_styles(root).items():
+                merged[k] = name if merged.get(k, name) == name else f"{merged[k]} | {name}"
+        return merged
 
     def shards(self, split: str) -> tuple[list[str], int]:
         """Every shard of ``split`` across the roots, and how many samples they hold."""

@@ -10,12 +10,9 @@ import torch
 
 from pctalk.audio.mel import frame_windows
 from pctalk.data.schema import Clip
-from pctalk.keypoints.regions import LIPS
+from pctalk.keypoints.regions import LIPS, TARGETS
 
-__all__ = ["TARGETS", "clip_example", "lip_deformation"]
-
-#: target name -> keypoints it covers
-TARGETS = {"lips": LIPS, "all": tuple(range(21))}
+__all__ = ["clip_example", "lip_deformation"]
 
 
 def lip_deformation(exp: np.ndarray, scale: np.ndarray, keypoints: tuple[int, ...] = LIPS) -> np.ndarray:

@@ -28,6 +28,7 @@ import numpy as np
 from pctalk.audio.mel import fit_to_frames, melspectrogram, num_frames
 from pctalk.audio.tts import Speech, synthesize
 from pctalk.data.schema import EMOTIONS, Clip, ClipMeta, ClipMotion, clip_key
+from pctalk.data.styles import write_styles
 from pctalk.data.writer import ShardSink, write_index
 from pctalk.keypoints.regions import BROWS, EYES, LIPS
 
@@ -284,5 +285,6 @@ def synth(
             sink.write(clip, source="synth")
             bar.update(task, advance=1)
     write_index(out)
+    write_styles(out, "synth", style_of)
     print(f"wrote {clips} synthetic clips of {identities} identities to {out} in {time.perf_counter() - started:.1f} s")
     return 0

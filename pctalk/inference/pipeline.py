@@ -1,9 +1,10 @@
 """``TalkingFacePipeline``: audio (or text) and a face image or video -> a controllable talking-face video.
 
-Motion stage (no renderer needed): audio features -> LAC lip deformation over overlapping windows -> Kalman
-smoothing -> lip controls (scale, loudness, style edits) -> written back into the source expression -> EMC pure
-emotions composed per region -> the driven keypoints, with the LAC lip refiner run again after EMC. Pose comes from
-the source video (ping-ponged) or from a pose template relative to the source image's pose.
+Motion stage (no renderer needed), in the paper's and the official release's order: audio features -> LAC lip
+deformation over overlapping windows, each refined by the lip refiner -> Kalman smoothing -> lip controls (scale,
+loudness, style edits) -> written back into the source expression -> EMC pure emotions composed per region -> the
+driven keypoints. Pose comes from the source video (ping-ponged) or from a pose template relative to the source
+image's pose.
 
 Render stage: stitching, LivePortrait's warping module and decoder, paste-back into the source frame, H.264 mp4
 with the audio muxed (written atomically).
@@ -24,21 +25,21 @@ from pctalk.audio.encoder import encode_windows
 from pctalk.audio.io import ensure_audible, load_audio
 from pctalk.audio.loudness import frame_loudness
 from pctalk.audio.mel import audio_windows, fit_to_frames, num_frames
+from pctalk.checkpoints import EMCStage, LACStage, load_emc_stage, load_lac_stage, to_device
 from pctalk.control.emotion import EmotionTerm, compose, pure_emotions, replace_region
 from pctalk.control.lip import edit_style, loudness_factor, pronunciation, scale_lips
 from pctalk.data.schema import EMOTIONS
 from pctalk.inference.kalman import kalman_smooth
 from pctalk.inference.pose import load_template, ping_pong, relative_pose
-from pctalk.inference.stages import EMCStage, LACStage, load_emc_stage, load_lac_stage, to_device
 from pctalk.inference.timeline import Timeline
 from pctalk.keypoints.crop import Crop, FaceCropper, FaceNotFoundError, paste_back
 from pctalk.keypoints.liveportrait import LivePortrait, Motion
 from pctalk.keypoints.regions import LIPS, region
 from pctalk.keypoints.transform import rotation_matrix, transform_keypoints
-from pctalk.models.windows import predict_windows
+from pctalk.models.windows import Window, predict_windows
 from pctalk.weights.io import atomic_write
 
-__all__ = ["Controls", "DrivenMotion", "EmotionControl", "SourceFace", "TalkingFacePipeline"]
+__all__ = ["Controls", "DrivenMotion", "EmotionControl", "SourceFace", "SourceFrames", "TalkingFacePipeline"]
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 SOURCES = ("audio", "text", "image", "video")
@@ -87,10 +88,16 @@ class Controls:
     """Kalman smoothing of the lip deformation."""
     smooth_emotion: bool = False
     refine: bool = True
-    """Run the LAC lip refiner on the final keypoints (after EMC) when the LAC stage has one."""
+    """Run the LAC lip refiner (when the LAC stage has one) inside each prediction window, as the paper and the
+    official release do: before smoothing, the lip controls and EMC."""
+    refine_after_emotion: bool = False
+    """pctalk 0.1's order instead: refine the final lip keypoints after EMC (it can pull the lip scale back)."""
     pose_template: str = "builtin"
+    """Head motion for an image source: ``builtin``, an ``.npz`` template, or ``static`` (the image's own pose, as
+    the official release)."""
     pasteback: bool = True
-    window: int = 25
+    window: int | None = None
+    """Frames per prediction window (overlap: a fifth); default: each stage's own (the checkpoint's)."""
 
     def emotion_terms(self) -> list[EmotionControl]:
         """The emotion terms, with a default one (whole face, 0.5) for each cue given without a term."""
@@ -136,6 +143,19 @@ class DrivenMotion:
                 np.savez(fh, **arrays)
 
         return atomic_write(Path(path), write)
+
+
+@dataclass
+class SourceFrames:
+    """The source's motion per output frame, before LAC and EMC: ``kp``, ``exp (T, 21, 3)``, ``scale (T, 1)``,
+    ``R (T, 3, 3)``, ``t (T, 3)``, and which source frame each output frame renders from."""
+
+    kp: torch.Tensor
+    exp: torch.Tensor
+    scale: torch.Tensor
+    R: torch.Tensor
+    t: torch.Tensor
+    index: np.ndarray
 
 
 def _default_motion(device: torch.device) -> Motion:
@@ -199,13 +219,16 @@ class TalkingFacePipeline:
         cropper: str = "liveportrait",
         liveportrait_size: str = "official",
         device: str | None = None,
+        refiner: str | os.PathLike[str] | None = None,
         **kwargs,
     ) -> TalkingFacePipeline:
-        """Load the stages; ``weights`` (the LivePortrait root) is optional: without it only the motion runs."""
+        """Load the stages (any format :mod:`pctalk.checkpoints` reads); ``weights`` (the LivePortrait root) is
+        optional: without it only the motion runs. ``refiner``: a separate lip refiner file (the official release's
+        ``{"model_ft": ...}``)."""
         from pctalk.keypoints.config import LivePortraitConfig
         from pctalk.keypoints.liveportrait import load_liveportrait
 
-        lac_stage = load_lac_stage(lac, audio_encoder)
+        lac_stage = load_lac_stage(lac, audio_encoder, refiner)
         emc_stage = None if emc is None else load_emc_stage(emc, audio_encoder)
         lp = crop = None
         if weights is not None:
@@ -294,73 +317,119 @@ class TalkingFacePipeline:
             return emc.sources["video"](reference.motion.exp[None])
         return None
 
-    def motion(self, wav: torch.Tensor, source: SourceFace, controls: Controls | None = None) -> DrivenMotion:
-        """The driven motion for 16 kHz speech ``wav (N,)`` and ``source`` under ``controls``."""
-        controls = controls or Controls()
-        timeline = controls.timeline or Timeline()
-        n = num_frames(len(wav))
-        if n < 1:
-            raise ValueError(f"the audio is {len(wav) / 16000:.3f} s long, shorter than one video frame (40 ms)")
-        windows = audio_windows(wav, n).to(self.device)
-        lac = self.lac
-        feat = self._features(lac.audio_encoder, windows)
-        style = self._style(lac.predictor.n_styles, controls.style_id)
-        lips = predict_windows(lambda a, w: lac.predictor.generate(a, style, w), feat, controls.window)
-        lips = lips[0].view(n, len(LIPS), 3)
-        if controls.smooth:
-            lips = kalman_smooth(lips)
-        factor = torch.full((n,), float(controls.lip_scale), device=self.device)
-        if (track := timeline.values("lip_scale", n)) is not None:
-            factor = factor * torch.from_numpy(track).to(self.device)
-        if controls.loudness_scale:
-            factor = factor * loudness_factor(frame_loudness(fit_to_frames(wav, n), n)).to(self.device)
-        lips = scale_lips(lips, factor)
-        edits = dict(controls.style_edits)
-        edits.update({name.split(":")[1]: None for name in timeline.names("style_edit:")})
-        for word, beta in edits.items():
-            track = timeline.values(f"style_edit:{word}", n)
-            beta_t = torch.from_numpy(track).to(self.device) if track is not None else float(beta)
-            lips = edit_style(lips, pronunciation(word).to(self.device), beta_t)
-
-        # the source's motion per output frame
+    def frames(self, source: SourceFace, n: int, controls: Controls) -> SourceFrames:
+        """The source's motion for each of ``n`` output frames: a video's own frames (ping-ponged) and pose; an
+        image's, with the head pose of a template relative to it (or kept, ``pose_template="static"``)."""
         count = len(source.motion.kp)
         index = ping_pong(np.arange(count), n) if source.is_video else np.zeros(n, dtype=np.int64)
         idx = torch.from_numpy(index).to(self.device)
         m = source.motion
-        kp, exp, scale = m.kp[idx], m.exp[idx].clone(), m.scale[idx]
-        if source.is_video:
+        if source.is_video or controls.pose_template == "static":
             R, t = m.R[idx], m.t[idx]
         else:
             R, t = relative_pose(load_template(controls.pose_template).extended(n), m.R[0], m.t[0])
-        exp[:, list(LIPS)] = lips / scale[:, :, None]  # write back: exp[lips] = D / s
+        return SourceFrames(m.kp[idx], m.exp[idx].clone(), m.scale[idx], R, t, index)
 
-        exp = self._emotions(exp, scale, feat, wav, n, controls, timeline)
-        keypoints = transform_keypoints(kp, R, exp, scale, t)
-        if controls.refine and lac.refiner is not None:
-            with torch.no_grad():
+    def motion(self, wav: torch.Tensor, source: SourceFace, controls: Controls | None = None) -> DrivenMotion:
+        """The driven motion for 16 kHz speech ``wav (N,)`` and ``source`` under ``controls``."""
+        controls = controls or Controls()
+        n = num_frames(len(wav))
+        if n < 1:
+            raise ValueError(f"the audio is {len(wav) / 16000:.3f} s long, shorter than one video frame (40 ms)")
+        windows = audio_windows(wav, n).to(self.device)
+        feat = self._features(self.lac.audio_encoder, windows)
+        emc_feat = None
+        if self.emc is not None and self._terms(controls, controls.timeline or Timeline()):
+            hashes = {stage.info.audio_encoder.get("sha256") for stage in (self.lac, self.emc)}
+            shared = (len(hashes) == 1 and None not in hashes) or self.emc.audio_encoder is self.lac.audio_encoder
+            emc_feat = feat if shared else self._features(self.emc.audio_encoder, windows)
+        loudness = frame_loudness(fit_to_frames(wav, n), n).to(self.device) if controls.loudness_scale else None
+        return self.drive(feat, self.frames(source, n, controls), controls, emc_feat, loudness)
+
+    def drive(
+        self,
+        feat: torch.Tensor,
+        frames: SourceFrames,
+        controls: Controls | None = None,
+        emc_feat: torch.Tensor | None = None,
+        loudness: torch.Tensor | None = None,
+    ) -> DrivenMotion:
+        """The motion stage from audio features, in the paper's and the official release's order: LAC predicts the
+        deformation ``D`` window by window, its lip refiner refines each window (``refined = R(a, ref + D) - ref``,
+        ``ref`` the frames' undeformed lip keypoints) before the window's tail warm-starts the next; then Kalman
+        smoothing, lip scale (global, timeline, loudness), style edits, write-back ``exp[kp] = D / s``; then EMC
+        adds the pure emotions per region.
+
+        Args:
+            feat: ``(1, T, A)`` LAC's audio features.
+            frames: the source's motion per output frame (:meth:`frames`).
+            emc_feat: ``(1, T, A')`` EMC's audio features (default: ``feat``).
+            loudness: ``(T,)`` frame loudness in dBFS, for ``controls.loudness_scale``.
+        """
+        controls = controls or Controls()
+        timeline = controls.timeline or Timeline()
+        lac, n = self.lac, feat.shape[1]
+        info = lac.info
+        idx = list(info.keypoints)
+        style = self._style(lac.predictor.n_styles, controls.style_id)
+        refine = controls.refine and lac.refiner is not None and not controls.refine_after_emotion
+        if refine:
+            zero = torch.zeros_like(frames.exp)
+            ref = transform_keypoints(frames.kp, frames.R, zero, frames.scale, frames.t)[:, idx].reshape(1, n, -1)
+
+        def predict(audio: torch.Tensor, warm: torch.Tensor | None, w: Window) -> torch.Tensor:
+            D = lac.predictor.generate(audio, style, warm)
+            if refine:
+                with torch.no_grad():
+                    D = lac.refiner(ref[:, w.start : w.stop] + D, audio) - ref[:, w.start : w.stop]
+            return D
+
+        D = predict_windows(predict, feat, controls.window or info.window)[0].view(n, len(idx), 3)
+        if controls.smooth:
+            D = kalman_smooth(D)
+        factor = torch.full((n,), float(controls.lip_scale), device=self.device)
+        if (track := timeline.values("lip_scale", n)) is not None:
+            factor = factor * torch.from_numpy(track).to(self.device)
+        if loudness is not None:
+            factor = factor * loudness_factor(loudness).to(self.device)
+        D = scale_lips(D, factor)
+        edits = dict(controls.style_edits)
+        edits.update({name.split(":")[1]: None for name in timeline.names("style_edit:")})
+        lip_rows = [idx.index(k) for k in LIPS]
+        for word, beta in edits.items():
+            track = timeline.values(f"style_edit:{word}", n)
+            beta_t = torch.from_numpy(track).to(self.device) if track is not None else float(beta)
+            D[:, lip_rows] = edit_style(D[:, lip_rows], pronunciation(word).to(self.device), beta_t)
+
+        exp, scale = frames.exp.clone(), frames.scale
+        exp[:, idx] = D / scale[:, :, None]  # write back: exp[kp] = D / s
+        exp = self._emotions(exp, scale, feat if emc_feat is None else emc_feat, controls, timeline)
+        keypoints = transform_keypoints(frames.kp, frames.R, exp, scale, frames.t)
+        if controls.refine_after_emotion and controls.refine and lac.refiner is not None:
+            with torch.no_grad():  # pctalk 0.1's order, kept as an option: it can pull the lip scale back
                 refined = lac.refiner(keypoints[:, list(LIPS)].reshape(1, n, -1), feat)
             keypoints[:, list(LIPS)] = refined.view(n, len(LIPS), 3)
-        return DrivenMotion(exp, R, t, scale, keypoints, lips, index)
+        lips = exp[:, list(LIPS)] * scale[:, :, None]
+        return DrivenMotion(exp, frames.R, frames.t, scale, keypoints, lips, frames.index)
 
-    def _emotions(
-        self, exp: torch.Tensor, scale: torch.Tensor, lac_feat: torch.Tensor, wav: torch.Tensor, n: int,
-        controls: Controls, timeline: Timeline,
-    ) -> torch.Tensor:  # fmt: skip
+    def _terms(self, controls: Controls, timeline: Timeline) -> list[EmotionControl]:
+        """The emotion terms: the controls' and those only the timeline names (at intensity 0 where not keyed)."""
         terms = controls.emotion_terms()
         for name in timeline.names("emotion:"):
             _, source, area = name.split(":")
             if not any(t.source == source and t.region == area for t in terms):
                 terms.append(EmotionControl(source, area, 0.0))
+        return terms
+
+    def _emotions(
+        self, exp: torch.Tensor, scale: torch.Tensor, feat: torch.Tensor, controls: Controls, timeline: Timeline
+    ) -> torch.Tensor:
+        terms = self._terms(controls, timeline)
         if not terms:
             return exp
         if self.emc is None:
             raise ValueError("emotion controls need an EMC checkpoint (--emc)")
-        emc = self.emc
-        feat = (
-            lac_feat
-            if emc.audio_encoder is self.lac.audio_encoder
-            else self._features(emc.audio_encoder, audio_windows(wav, n).to(self.device))
-        )
+        emc, n = self.emc, exp.shape[0]
         style = self._style(emc.predictor.decoder.n_styles, controls.style_id)
         learned: list[tuple[EmotionControl, torch.Tensor | float, torch.Tensor]] = []
         for control in terms:
@@ -380,7 +449,8 @@ class TalkingFacePipeline:
         if not learned:
             return exp
         embeddings = torch.cat([e for _, _, e in learned])
-        deformations = pure_emotions(emc.predictor, feat, embeddings, style, controls.window)  # one batched pass
+        window = controls.window or emc.info.window
+        deformations = pure_emotions(emc.predictor, feat, embeddings, style, window)  # one batched pass
         additive = []
         for (control, intensity, _), deformation in zip(learned, deformations):
             if controls.smooth_emotion:

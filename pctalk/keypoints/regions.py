@@ -6,7 +6,7 @@ brows (PC-Talk's region control). Keypoint 5's x and y in ``exp`` act as a face 
 
 from __future__ import annotations
 
-__all__ = ["BROWS", "EYES", "LIPS", "LOWER_FACE", "NUM_KP", "REGIONS", "UPPER_FACE", "region"]
+__all__ = ["BROWS", "EYES", "LIPS", "LOWER_FACE", "NUM_KP", "REGIONS", "TARGETS", "UPPER_FACE", "region"]
 
 #: Number of implicit keypoints.
 NUM_KP = 21
@@ -24,6 +24,9 @@ REGIONS: dict[str, tuple[int, ...]] = {
     "lower_face": LOWER_FACE,
     "all": tuple(range(NUM_KP)),
 }
+
+#: LAC's prediction targets: the six lip keypoints (the paper's), or all 21 (Table 3's "no lip keypoints" ablation)
+TARGETS: dict[str, tuple[int, ...]] = {"lips": LIPS, "all": tuple(range(NUM_KP))}
 
 
 def region(name: str) -> tuple[int, ...]:

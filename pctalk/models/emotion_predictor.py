@@ -1,10 +1,17 @@
 """EMC's combined expression predictor (the paper's CPred): the expression predictor's decoder over all 21
-keypoints, fed with audio features conditioned on an emotion.
+keypoints, its memory conditioned on an emotion.
 
-Emotion conditioning: the emotion embedding (``emotion_embedding``: a bias-free ``Linear(8 -> d)`` of a one-hot or
-soft emotion code, or an embedding from a learned source) is the first token of a 2-layer transformer over the
-frames' projected audio features; its outputs go through a zero-initialised map and are added to the audio
-features, so an untrained model predicts the same motion for every emotion (a zero pure emotion).
+Emotion conditioning (``EmotionConfig.conditioning``):
+
+- ``autoregressive`` (the paper's and the official release's): :class:`EmotionConditionDecoder`, a 2-layer
+  autoregressive transformer decoder over the frames whose first token is the emotion embedding and whose every
+  fed-back token has it added; each step attends to its own frame's projected audio. Its outputs, through a
+  zero-initialised map, are the main decoder's memory (the main decoder's own ``audio_feature_map`` is then unused,
+  and frozen; it is kept so that the official files round-trip).
+- ``encoder`` (pctalk 0.1; kept so that older checkpoints load): :class:`EmotionAudioEncoder`, a transformer
+  encoder over the emotion token and the frames, added to the audio features through a zero-initialised map.
+
+Either way an untrained model predicts the same motion for every emotion (a zero pure emotion).
 """
 
 from __future__ import annotations
@@ -13,28 +20,60 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pctalk.models.config import EmotionConfig
+from pctalk.models.decoder import Decoder, KVCache, PeriodicPositionalEncoding, alibi_bias
 from pctalk.models.expression_predictor import ExpressionPredictor
 
-__all__ = ["EmotionAudioEncoder", "EmotionPredictor"]
+__all__ = ["EmotionAudioEncoder", "EmotionConditionDecoder", "EmotionPredictor"]
+
+
+class EmotionConditionDecoder(nn.Module):
+    """``audio (B, T, A)`` and an emotion embedding ``(B, d)`` -> the main decoder's memory ``(B, T, d)``.
+
+    Token ``0`` is the emotion embedding ``e``; token ``t`` is ``audio_map(feedback_map(h_{t-1})) + e`` where
+    ``h_{t-1}`` is the decoder's output at ``t - 1``; step ``t`` attends (diagonally) to ``audio_map(audio_t)``. The
+    output is ``output_map(feedback_map(h))`` (``output_map`` zero-initialised). Decoding is incremental with cached
+    keys and values, with gradients when training.
+    """
+
+    def __init__(self, audio_dim: int, config: EmotionConfig) -> None:
+        super().__init__()
+        d = config.d_model
+        self.n_heads, self.period = config.n_heads, config.period
+        self.audio_map = nn.Linear(audio_dim, d)
+        self.PPE = PeriodicPositionalEncoding(d, config.period, dropout=config.dropout)
+        self.transformer_decoder = Decoder(d, config.n_heads, config.ff_dim, config.emotion_layers, config.dropout)
+        self.feedback_map = nn.Linear(d, audio_dim)
+        self.output_map = nn.Linear(audio_dim, d)
+        nn.init.zeros_(self.output_map.weight)
+        nn.init.zeros_(self.output_map.bias)
+
+    def forward(self, audio: torch.Tensor, emotion: torch.Tensor) -> torch.Tensor:
+        memory = self.audio_map(audio)  # (B, T, d)
+        cross = self.transformer_decoder.cross(memory)
+        cache = KVCache(len(self.transformer_decoder.layers))
+        token = emotion[:, None]  # (B, 1, d)
+        outputs = []
+        for t in range(audio.shape[1]):
+            bias = alibi_bias(self.n_heads, 1, self.period, device=audio.device, start=t)
+            h = self.transformer_decoder(self.PPE(token, start=t), None, bias, cache, [c[:, t : t + 1] for c in cross])
+            fed_back = self.feedback_map(h)  # (B, 1, A)
+            outputs.append(fed_back)
+            token = self.audio_map(fed_back) + emotion[:, None]
+        return self.output_map(torch.cat(outputs, dim=1))
 
 
 class EmotionAudioEncoder(nn.Module):
-    """``audio (B, T, A)`` and an emotion embedding ``(B, d)`` -> emotion-conditioned audio ``(B, T, A)``."""
+    """pctalk 0.1's conditioning: ``audio (B, T, A)`` and an emotion embedding ``(B, d)`` -> conditioned audio
+    ``(B, T, A)`` (the audio plus a zero-initialised map of a transformer encoder over ``[emotion, audio...]``)."""
 
-    def __init__(
-        self,
-        audio_dim: int = 512,
-        d_model: int = 512,
-        n_layers: int = 2,
-        n_heads: int = 4,
-        ff_dim: int = 1024,
-        dropout: float = 0.1,
-    ) -> None:
+    def __init__(self, audio_dim: int, config: EmotionConfig) -> None:
         super().__init__()
-        self.audio_map = nn.Linear(audio_dim, d_model)
-        layer = nn.TransformerEncoderLayer(d_model, n_heads, ff_dim, dropout, batch_first=True)
-        self.transformer = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
-        self.output_map = nn.Linear(d_model, audio_dim)
+        d = config.d_model
+        self.audio_map = nn.Linear(audio_dim, d)
+        layer = nn.TransformerEncoderLayer(d, config.n_heads, config.ff_dim, config.dropout, batch_first=True)
+        self.transformer = nn.TransformerEncoder(layer, config.emotion_layers, enable_nested_tensor=False)
+        self.output_map = nn.Linear(d, audio_dim)
         nn.init.zeros_(self.output_map.weight)
         nn.init.zeros_(self.output_map.bias)
 
@@ -44,37 +83,32 @@ class EmotionAudioEncoder(nn.Module):
 
 
 class EmotionPredictor(nn.Module):
-    """Audio features, speaking style and emotion -> deformation of all 21 keypoints ``(B, T, 63)`` (``s * exp``).
+    """Audio features, speaking style and emotion -> deformation of all 21 keypoints ``(B, T, 63)`` (``s * exp``,
+    keypoint-major).
 
     Args:
         n_styles: speaking styles (training identities).
-        n_emotions: emotion classes (MEAD's 8, in ``pctalk.data.schema.EMOTIONS`` order; index 0 is neutral).
-        audio_dim, d_model, n_layers, n_heads, ff_dim, period, dropout: as the expression predictor.
-        emotion_layers: layers of the emotion-conditioning transformer (paper: 2).
-        out_dim: 63 (all keypoints).
+        audio_dim: width of the audio features.
+        config: the sizes and the conditioning (:class:`~pctalk.models.config.EmotionConfig`).
     """
 
-    def __init__(
-        self,
-        n_styles: int,
-        n_emotions: int = 8,
-        audio_dim: int = 512,
-        d_model: int = 512,
-        n_layers: int = 1,
-        n_heads: int = 4,
-        ff_dim: int = 1024,
-        period: int = 25,
-        emotion_layers: int = 2,
-        dropout: float = 0.1,
-        out_dim: int = 63,
-    ) -> None:
+    def __init__(self, n_styles: int, audio_dim: int = 512, config: EmotionConfig | None = None) -> None:
         super().__init__()
-        self.n_emotions = n_emotions
-        self.emotion_embedding = nn.Linear(n_emotions, d_model, bias=False)
-        self.emotion_encoder = EmotionAudioEncoder(audio_dim, d_model, emotion_layers, n_heads, ff_dim, dropout)
-        self.decoder = ExpressionPredictor(
-            n_styles, out_dim, audio_dim, d_model, n_layers, n_heads, ff_dim, period, dropout
-        )
+        config = config or EmotionConfig()
+        self.config = config
+        self.n_emotions = config.n_emotions
+        self.autoregressive = config.conditioning == "autoregressive"
+        d = config.d_model
+        self.emotion_embedding = nn.Linear(config.n_emotions, d, bias=self.autoregressive)
+        if self.autoregressive:
+            self.emotion_decoder = EmotionConditionDecoder(audio_dim, config)
+        elif config.conditioning == "encoder":
+            self.emotion_encoder = EmotionAudioEncoder(audio_dim, config)
+        else:
+            raise ValueError(f"unknown emotion conditioning {config.conditioning!r}; use autoregressive or encoder")
+        self.decoder = ExpressionPredictor(n_styles, 63, audio_dim, config)
+        if self.autoregressive:  # its memory is the emotion decoder's output: the audio projection is unused
+            self.decoder.audio_feature_map.requires_grad_(False)
 
     def embed(self, emotion: torch.Tensor) -> torch.Tensor:
         """``(B, d)`` embedding of emotion indices ``(B,)`` or one-hot / soft codes ``(B, n_emotions)`` (mixes of
@@ -85,11 +119,18 @@ class EmotionPredictor(nn.Module):
             raise ValueError(f"emotion codes must have {self.n_emotions} entries, got shape {tuple(emotion.shape)}")
         return self.emotion_embedding(emotion.to(self.emotion_embedding.weight.dtype))
 
+    def memory(self, audio_feat: torch.Tensor, emotion: torch.Tensor) -> torch.Tensor:
+        """The main decoder's memory ``(B, T, d)`` for audio features ``(B, T, A)`` and an emotion embedding."""
+        self.decoder._check(audio_feat)
+        if self.autoregressive:
+            return self.emotion_decoder(audio_feat, emotion)
+        return self.decoder.audio_feature_map(self.emotion_encoder(audio_feat, emotion))
+
     def forward(
         self, audio_feat: torch.Tensor, style: torch.Tensor, emotion: torch.Tensor, target: torch.Tensor
     ) -> torch.Tensor:
         """Teacher-forced ``(B, T, 63)``; ``emotion`` is an embedding ``(B, d)`` (:meth:`embed` or a source)."""
-        return self.decoder(self.emotion_encoder(audio_feat, emotion), style, target)
+        return self.decoder.teacher_forced(self.memory(audio_feat, emotion), style, target)
 
     @torch.no_grad()
     def generate(
@@ -101,4 +142,4 @@ class EmotionPredictor(nn.Module):
     ) -> torch.Tensor:
         """Autoregressive ``(B, T, 63)`` for an emotion embedding ``(B, d)`` (see
         :meth:`ExpressionPredictor.generate`)."""
-        return self.decoder.generate(self.emotion_encoder(audio_feat, emotion), style, warm_start)
+        return self.decoder.decode(self.memory(audio_feat, emotion), style, warm_start)

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pctalk.models.config import PredictorConfig
 from pctalk.models.decoder import Decoder, KVCache, PeriodicPositionalEncoding, alibi_bias
 
 __all__ = ["ExpressionPredictor"]
@@ -27,35 +28,32 @@ class ExpressionPredictor(nn.Module):
 
     Args:
         n_styles: number of speaking styles (training identities) of the one-hot style code.
-        out_dim: 18 (the six lip keypoints' deformation) or 63 (all 21 keypoints).
+        out_dim: 18 (the six lip keypoints' deformation) or 63 (all 21 keypoints), keypoint-major
+            (``reshape(..., N, 3)``).
         audio_dim: width of the audio features (512 for the Wav2Lip-style audio encoder).
-        d_model, n_layers, n_heads, ff_dim: decoder sizes (paper: 512, 1, 4, 1024).
-        period: period of the positional encoding and of the temporal bias, in frames.
-        dropout: dropout in the decoder and positional encoding.
+        config: the decoder's sizes (:class:`~pctalk.models.config.PredictorConfig`).
     """
 
     def __init__(
-        self,
-        n_styles: int,
-        out_dim: int = 18,
-        audio_dim: int = 512,
-        d_model: int = 512,
-        n_layers: int = 1,
-        n_heads: int = 4,
-        ff_dim: int = 1024,
-        period: int = 25,
-        dropout: float = 0.1,
+        self, n_styles: int, out_dim: int = 18, audio_dim: int = 512, config: PredictorConfig | None = None
     ) -> None:
         super().__init__()
-        self.n_styles, self.out_dim, self.n_heads, self.period = n_styles, out_dim, n_heads, period
-        self.audio_feature_map = nn.Linear(audio_dim, d_model)
-        self.vertice_map = nn.Linear(out_dim, d_model)
-        self.PPE = PeriodicPositionalEncoding(d_model, period, dropout=dropout)
-        self.transformer_decoder = Decoder(d_model, n_heads, ff_dim, n_layers, dropout)
-        self.vertice_map_r = nn.Linear(d_model, out_dim)
-        self.obj_vector = nn.Linear(n_styles, d_model, bias=False)
+        config = config or PredictorConfig()
+        self.config = config
+        self.n_styles, self.out_dim, self.n_heads, self.period = n_styles, out_dim, config.n_heads, config.period
+        d = config.d_model
+        self.audio_feature_map = nn.Linear(audio_dim, d)
+        self.vertice_map = nn.Linear(out_dim, d)
+        self.PPE = PeriodicPositionalEncoding(d, config.period, dropout=config.dropout)
+        self.transformer_decoder = Decoder(d, config.n_heads, config.ff_dim, config.n_layers, config.dropout)
+        self.vertice_map_r = nn.Linear(d, out_dim)
+        self.obj_vector = nn.Linear(n_styles, d, bias=config.style_bias)
         nn.init.zeros_(self.vertice_map_r.weight)
         nn.init.zeros_(self.vertice_map_r.bias)
+
+    @property
+    def audio_dim(self) -> int:
+        return self.audio_feature_map.in_features
 
     def style_embedding(self, style: torch.Tensor) -> torch.Tensor:
         """``(B, d_model)`` from style indices ``(B,)`` or one-hot / soft codes ``(B, n_styles)``. A negative index
@@ -78,12 +76,17 @@ class ExpressionPredictor(nn.Module):
     def forward(self, audio_feat: torch.Tensor, style: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Teacher-forced prediction ``(B, T, out_dim)``: frame ``t`` sees the ground truth of frames ``< t``."""
         self._check(audio_feat)
-        n = audio_feat.shape[1]
+        return self.teacher_forced(self.audio_feature_map(audio_feat), style, target)
+
+    def teacher_forced(self, memory: torch.Tensor, style: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` from the decoder's memory ``(B, T, d_model)`` (projected audio, or EMC's
+        emotion-conditioned audio)."""
+        n = memory.shape[1]
         style_emb = self.style_embedding(style)[:, None]  # (B, 1, d)
         tokens = torch.cat([style_emb, self.vertice_map(target[:, :-1]) + style_emb], dim=1)
         x = self.PPE(tokens)
         bias = alibi_bias(self.n_heads, n, self.period, device=x.device)
-        return self.vertice_map_r(self.transformer_decoder(x, self.audio_feature_map(audio_feat), bias))
+        return self.vertice_map_r(self.transformer_decoder(x, memory, bias))
 
     @torch.no_grad()
     def generate(
@@ -104,12 +107,23 @@ class ExpressionPredictor(nn.Module):
                 every step, as FaceFormer does; the results are the same).
         """
         self._check(audio_feat)
-        n = audio_feat.shape[1]
+        return self.decode(self.audio_feature_map(audio_feat), style, warm_start, use_cache)
+
+    @torch.no_grad()
+    def decode(
+        self,
+        memory: torch.Tensor,
+        style: torch.Tensor,
+        warm_start: torch.Tensor | None = None,
+        use_cache: bool = True,
+    ) -> torch.Tensor:
+        """:meth:`generate` from the decoder's memory ``(B, T, d_model)``."""
+        n = memory.shape[1]
         k = 0 if warm_start is None else warm_start.shape[1]
         if k >= n:
             raise ValueError(f"warm_start covers {k} frames but the window has only {n}")
         style_emb = self.style_embedding(style)[:, None]
-        audio = self.audio_feature_map(audio_feat)
+        audio = memory
         tokens = [style_emb] + ([self.vertice_map(warm_start) + style_emb] if k else [])
         outputs = [warm_start] if k else []
         if not use_cache:

@@ -38,18 +38,20 @@ def window_plan(n_frames: int, window: int = 25, overlap: int | None = None) -> 
 
 
 def predict_windows(
-    generate: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor],
+    generate: Callable[[torch.Tensor, torch.Tensor | None, Window], torch.Tensor],
     audio: torch.Tensor,
     window: int = 25,
     overlap: int | None = None,
 ) -> torch.Tensor:
-    """Run ``generate(audio_window (B, W, A), warm_start (B, K, D) | None) -> (B, W, D)`` window by window over
-    ``audio (B, N, A)``; returns ``(B, N, D)`` with every frame predicted once."""
+    """Run ``generate(audio_window (B, W, A), warm_start (B, K, D) | None, window) -> (B, W, D)`` window by window
+    over ``audio (B, N, A)``; returns ``(B, N, D)`` with every frame predicted once. The next window is warm-started
+    from the last ``overlap`` frames ``generate`` returned (so a correction it applies, such as the lip refiner's,
+    carries into the next window, as in the official release)."""
     outputs: list[torch.Tensor] = []
     previous: torch.Tensor | None = None
     for w in window_plan(audio.shape[1], window, overlap):
         warm = previous[:, previous.shape[1] - w.warm :] if w.warm else None
-        out = generate(audio[:, w.start : w.stop], warm)
+        out = generate(audio[:, w.start : w.stop], warm, w)
         outputs.append(out[:, w.warm :])
         previous = out
     return torch.cat(outputs, dim=1)

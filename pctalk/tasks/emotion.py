@@ -7,17 +7,17 @@ also goes through an 8-way classifier with a cross-entropy on the label.
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 
 from pctalk.audio.encoder import AudioEncoder, load_audio_encoder
+from pctalk.checkpoints.info import StageInfo, state_sha256
 from pctalk.data.examples import lip_deformation
 from pctalk.data.schema import Clip
 from pctalk.keypoints.regions import LIPS
-from pctalk.models.emc import EmotionConfig
+from pctalk.models.config import EmotionConfig, config_from
 from pctalk.models.emotion_predictor import EmotionPredictor
 from pctalk.models.emotion_sources import AudioEmotionSource, TextEmotionSource, VideoEmotionSource
 from pctalk.tasks.base import BaseTask
@@ -38,9 +38,8 @@ class EmotionTask(BaseTask):
         n_styles: speaking styles (training identities).
         sources: the emotion cues trained: ``label`` (always useful), and the learned ``audio`` (needs
             ``wav2vec2``), ``text`` and ``video`` sources; the data module must provide their ``extras``.
-        n_emotions: emotion classes (MEAD's 8).
-        d_model, n_layers, n_heads, ff_dim, period, dropout: the decoder (as the expression predictor).
-        emotion_layers: layers of the emotion-conditioning transformer (paper: 2).
+        predictor: the sizes of the main decoder and of the emotion conditioning (paper: as the expression predictor,
+            and a 2-layer autoregressive emotion decoder).
         audio_encoder: a pretrained audio encoder file (frozen); ``None`` trains one with ``audio_encoder_width``.
         audio_encoder_width: width of an encoder trained from scratch.
         wav2vec2: local Hugging Face folder of the speech emotion model (the audio source).
@@ -50,18 +49,13 @@ class EmotionTask(BaseTask):
         lr, weight_decay: Adam.
     """
 
+    target = "all"  # the combined predictor predicts every keypoint
+
     def __init__(
         self,
         n_styles: int,
         sources: list[Source] | None = None,
-        n_emotions: int = 8,
-        d_model: int = 512,
-        n_layers: int = 1,
-        n_heads: int = 4,
-        ff_dim: int = 1024,
-        period: int = 25,
-        emotion_layers: int = 2,
-        dropout: float = 0.1,
+        predictor: EmotionConfig = EmotionConfig(),  # noqa: B008 - frozen: a shared default is safe
         audio_encoder: str | None = None,
         audio_encoder_width: float = 1.0,
         wav2vec2: str | None = None,
@@ -85,18 +79,8 @@ class EmotionTask(BaseTask):
             self.audio_encoder = load_audio_encoder(hp["audio_encoder"]).requires_grad_(False)
         else:
             self.audio_encoder = AudioEncoder(hp.get("audio_encoder_width", 1.0))
-        self.config = EmotionConfig(
-            n_styles=hp["n_styles"],
-            n_emotions=hp.get("n_emotions", 8),
-            audio_dim=self.audio_encoder.out_dim,
-            d_model=hp.get("d_model", 512),
-            n_layers=hp.get("n_layers", 1),
-            n_heads=hp.get("n_heads", 4),
-            ff_dim=hp.get("ff_dim", 1024),
-            period=hp.get("period", 25),
-            emotion_layers=hp.get("emotion_layers", 2),
-        )
-        self.predictor: EmotionPredictor = self.config.build(dropout=hp.get("dropout", 0.1))
+        self.config = config_from(EmotionConfig, hp.get("predictor"))
+        self.predictor = EmotionPredictor(hp["n_styles"], self.audio_encoder.out_dim, self.config)
         d = self.config.d_model
         self.source_modules = torch.nn.ModuleDict()
         if "audio" in self.sources:
@@ -107,7 +91,9 @@ class EmotionTask(BaseTask):
             self.source_modules["text"] = TextEmotionSource(hp.get("text_encoder"), d)
         if "video" in self.sources:
             self.source_modules["video"] = VideoEmotionSource(d, n_heads=self.config.n_heads, ff_dim=self.config.ff_dim)
-        self.emotion_classifier = torch.nn.Linear(d, self.config.n_emotions)
+        # the classifier trains on the learned sources' embeddings: without one it would be an unused parameter
+        # (which DDP refuses)
+        self.emotion_classifier = torch.nn.Linear(d, self.config.n_emotions) if self.source_modules else None
 
     def train(self, mode: bool = True) -> EmotionTask:
         super().train(mode)
@@ -121,7 +107,19 @@ class EmotionTask(BaseTask):
             k for k in state if k.startswith(("source_modules.audio.backbone.", "source_modules.text.backbone."))
         ]:
             del state[key]
-        checkpoint["pctalk"] = {"emotion_config": asdict(self.config), "sources": self.sources}
+        checkpoint["pctalk"] = self.stage_info().to_dict()
+
+    def stage_info(self) -> StageInfo:
+        """The checkpoint block (:mod:`pctalk.checkpoints`) of the stage being trained."""
+        hp = self.hparams
+        encoder = {"width": hp.get("audio_encoder_width", 1.0), "file": hp.get("audio_encoder")}
+        encoder["sha256"] = state_sha256(self.audio_encoder.state_dict())
+        folders = {"audio": hp.get("wav2vec2"), "text": hp.get("text_encoder")}
+        return StageInfo(
+            "emc", hp["n_styles"], self.config, self.audio_encoder.out_dim, window=self.config.period,
+            styles=self.data_styles(), audio_encoder=encoder, sources=[s for s in self.sources if s != "label"],
+            source_folders={k: str(v) for k, v in folders.items() if v and k in self.sources},
+        )  # fmt: skip
 
     def sample(self, clip: Clip) -> dict[str, torch.Tensor]:
         """A whole clip predicted with its emotion label (for :class:`~pctalk.tasks.samples.SampleLogger`)."""

@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any, Literal
 
 import torch
 
 from pctalk.audio.encoder import AudioEncoder, load_audio_encoder
-from pctalk.data.examples import TARGETS, lip_deformation
+from pctalk.checkpoints.info import StageInfo, state_sha256
+from pctalk.data.examples import lip_deformation
 from pctalk.data.schema import Clip
-from pctalk.keypoints.regions import LIPS
+from pctalk.keypoints.regions import LIPS, TARGETS
+from pctalk.models.config import PredictorConfig, config_from
 from pctalk.models.expression_predictor import ExpressionPredictor
-from pctalk.models.lac import PredictorConfig
 from pctalk.tasks.base import BaseTask
 from pctalk.tasks.losses import lip_vertex_error, masked_l1, velocity_l1
 
 __all__ = ["ExpressionTask", "audio_features"]
-
-OUT_DIMS = {"lips": 18, "all": 63}
 
 
 def audio_features(batch: dict[str, Any], encoder: torch.nn.Module) -> torch.Tensor:
@@ -35,8 +33,9 @@ class ExpressionTask(BaseTask):
 
     Args:
         n_styles: speaking styles (training identities) of the one-hot style code.
-        target: ``lips`` (18 values per frame) or ``all`` keypoints (63); must match the data module's.
-        d_model, n_layers, n_heads, ff_dim, period, dropout: the decoder (paper: 512, 1, 4, 1024, 25, 0.1).
+        target: ``lips`` (18 values per frame, the paper's) or ``all`` keypoints (63, Table 3's "no lip keypoints");
+            ``pctalk fit`` gives it to the data module.
+        predictor: the decoder's sizes (paper: d 512, 1 layer, 4 heads, FF 1024, period 25, dropout 0.1).
         audio_encoder: path of a pretrained audio encoder (SyncTalk's ``audio_visual_encoder.pth`` or any layout
             ``load_audio_encoder`` reads), kept frozen; ``None`` trains one from scratch with the predictor.
         audio_encoder_width: width of the encoder trained from scratch (1 = the published size).
@@ -48,12 +47,7 @@ class ExpressionTask(BaseTask):
         self,
         n_styles: int,
         target: Literal["lips", "all"] = "lips",
-        d_model: int = 512,
-        n_layers: int = 1,
-        n_heads: int = 4,
-        ff_dim: int = 1024,
-        period: int = 25,
-        dropout: float = 0.1,
+        predictor: PredictorConfig = PredictorConfig(),  # noqa: B008 - frozen: a shared default is safe
         audio_encoder: str | None = None,
         audio_encoder_width: float = 1.0,
         velocity_weight: float = 1.0,
@@ -64,22 +58,26 @@ class ExpressionTask(BaseTask):
 
     def configure_models(self) -> None:
         hp = self.hparams
+        self.target = hp.get("target", "lips")
+        if self.target not in TARGETS:
+            raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {self.target!r}")
         self.frozen_audio = hp["audio_encoder"] is not None
         if self.frozen_audio:
             self.audio_encoder = load_audio_encoder(hp["audio_encoder"]).requires_grad_(False)
         else:
             self.audio_encoder = AudioEncoder(hp.get("audio_encoder_width", 1.0))
-        self.predictor = ExpressionPredictor(
-            n_styles=hp["n_styles"],
-            out_dim=OUT_DIMS[hp.get("target", "lips")],
-            audio_dim=self.audio_encoder.out_dim,
-            d_model=hp.get("d_model", 512),
-            n_layers=hp.get("n_layers", 1),
-            n_heads=hp.get("n_heads", 4),
-            ff_dim=hp.get("ff_dim", 1024),
-            period=hp.get("period", 25),
-            dropout=hp.get("dropout", 0.1),
-        )
+        self.config = config_from(PredictorConfig, hp.get("predictor"))
+        out_dim = 3 * len(TARGETS[self.target])
+        self.predictor = ExpressionPredictor(hp["n_styles"], out_dim, self.audio_encoder.out_dim, self.config)
+
+    def stage_info(self) -> StageInfo:
+        """The checkpoint block (:mod:`pctalk.checkpoints`) of the stage being trained."""
+        encoder = {"width": self.hparams.get("audio_encoder_width", 1.0), "file": self.hparams.get("audio_encoder")}
+        encoder["sha256"] = state_sha256(self.audio_encoder.state_dict())
+        return StageInfo(
+            "lac", self.hparams["n_styles"], self.config, self.audio_encoder.out_dim, self.target,
+            window=self.config.period, styles=self.data_styles(), audio_encoder=encoder,
+        )  # fmt: skip
 
     def sample(self, clip: Clip) -> dict[str, torch.Tensor]:
         """A whole clip predicted autoregressively (for :class:`~pctalk.tasks.samples.SampleLogger`): keypoints with
@@ -91,7 +89,7 @@ class ExpressionTask(BaseTask):
         lips = self.predictor.generate(feat, torch.tensor([clip.meta.style_id], device=self.device))[0].cpu()
         scale = torch.from_numpy(clip.motion.scale)
         exp = torch.from_numpy(clip.motion.exp).clone()
-        idx = list(TARGETS[self.hparams.get("target", "lips")])
+        idx = list(TARGETS[self.target])
         exp[:, idx] = lips.view(n, len(idx), 3) / scale[:, :, None]
         truth = torch.from_numpy(lip_deformation(clip.motion.exp, clip.motion.scale))
         predicted = scale[:, :, None].mul(exp[:, list(LIPS)]).reshape(n, -1)
@@ -103,7 +101,7 @@ class ExpressionTask(BaseTask):
         }
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["pctalk"] = {"predictor_config": asdict(PredictorConfig.of(self.predictor))}
+        checkpoint["pctalk"] = self.stage_info().to_dict()
 
     def train(self, mode: bool = True) -> ExpressionTask:
         super().train(mode)

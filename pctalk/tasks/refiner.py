@@ -10,43 +10,25 @@ ground-truth lip keypoints, and a penalty on the size of the correction.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 
-from pctalk.audio.encoder import load_audio_encoder
 from pctalk.audio.syncnet import SYNC_FRAMES, load_syncnet
+from pctalk.checkpoints import load_lac_stage, state_sha256
+from pctalk.checkpoints.info import StageInfo
 from pctalk.data.schema import Clip
 from pctalk.keypoints.crop import face_box
 from pctalk.keypoints.regions import LIPS
 from pctalk.keypoints.transform import rotation_matrix, transform_keypoints
-from pctalk.models.expression_predictor import ExpressionPredictor
-from pctalk.models.lac import PredictorConfig, load_lac
 from pctalk.models.lip_refiner import LipRefiner
 from pctalk.tasks.base import BaseTask
-from pctalk.tasks.expression import ExpressionTask, audio_features
-from pctalk.weights import load_checkpoint
+from pctalk.tasks.expression import audio_features
 
-__all__ = ["LipRefinerTask", "load_expression_stage"]
-
-
-def load_expression_stage(path: str, audio_encoder: str | None = None) -> tuple[ExpressionPredictor, torch.nn.Module]:
-    """The frozen predictor and audio encoder of a trained expression stage: an ``ExpressionTask`` checkpoint
-    (``.ckpt``, which holds both), or a release ``lac.pth`` plus an ``audio_encoder`` file."""
-    obj = load_checkpoint(path)
-    if isinstance(obj, dict) and "expression_predictor" in obj:
-        if audio_encoder is None:
-            raise ValueError(f"{path} is a lac.pth without an audio encoder; give audio_encoder= its file as well")
-        return load_lac(path).predictor, load_audio_encoder(audio_encoder)
-    if not isinstance(obj, dict) or "state_dict" not in obj or "hyper_parameters" not in obj:
-        raise ValueError(f"{path} is neither an ExpressionTask checkpoint nor a lac.pth")
-    hparams = {k: v for k, v in obj["hyper_parameters"].items() if not k.startswith("_")}  # LightningCLI's own keys
-    task = ExpressionTask(**hparams)
-    task.load_state_dict(obj["state_dict"])
-    return task.predictor, task.audio_encoder
+__all__ = ["LipRefinerTask"]
 
 
 def _keypoints(kp: torch.Tensor, exp, pitch, yaw, roll, scale, t) -> torch.Tensor:
@@ -58,11 +40,13 @@ class LipRefinerTask(BaseTask):
     """Refine the predicted lip keypoints for lip sync.
 
     Args:
-        expression: the trained expression stage: an ``ExpressionTask`` checkpoint or a release ``lac.pth``.
+        expression: the trained expression stage: an ``ExpressionTask`` checkpoint (``.ckpt``), or a release
+            ``lac.pth`` (pctalk's or the official release's); it must predict the lips (``target: lips``).
         weights: the weights root holding LivePortrait (``liveportrait/``) and, by default, the SyncNet expert
             (``wav2lip/lipsync_expert.pth``).
         syncnet: Wav2Lip's ``lipsync_expert.pth`` if not under ``weights``.
-        audio_encoder: the audio encoder file, needed only with a ``lac.pth``.
+        audio_encoder: the audio encoder of a release ``lac.pth`` when it is not beside it (a ``.ckpt`` holds its
+            own).
         liveportrait_size: sizes of the LivePortrait files (``tiny`` is for tests).
         sync_weight, keypoint_weight, correction_weight: weights of the three losses.
         noise_std: Gaussian noise added to the refiner's input in training.
@@ -92,9 +76,16 @@ class LipRefinerTask(BaseTask):
         from pctalk.weights.registry import resolve
 
         hp = self.hparams
-        predictor, encoder = load_expression_stage(hp["expression"], hp.get("audio_encoder"))
-        self.predictor = predictor.requires_grad_(False).eval()
-        self.audio_encoder = encoder.requires_grad_(False).eval()
+        stage = load_lac_stage(hp["expression"], hp.get("audio_encoder"))
+        if stage.info.target != "lips":
+            raise ValueError(
+                f"{hp['expression']} predicts all 21 keypoints (target: all, Table 3's 'no lip keypoints' ablation); "
+                f"the lip refiner refines the six lip keypoints, so it needs an expression stage trained with "
+                f"target: lips (as in the paper and the official release)"
+            )
+        self.expression_info = stage.info
+        self.predictor = stage.predictor.requires_grad_(False).eval()
+        self.audio_encoder = stage.audio_encoder.requires_grad_(False).eval()
         config = LivePortraitConfig.tiny() if hp.get("liveportrait_size") == "tiny" else LivePortraitConfig()
         self.liveportrait = load_liveportrait(hp["weights"], config=config, require_stitching=False)
         syncnet = hp.get("syncnet") or resolve("wav2lip.lipsync_expert", Path(hp["weights"]))
@@ -108,7 +99,14 @@ class LipRefinerTask(BaseTask):
         state = checkpoint["state_dict"]
         for key in [k for k in state if k.startswith(self.FROZEN_FROM_FILES)]:
             del state[key]
-        checkpoint["pctalk"] = {"predictor_config": asdict(PredictorConfig.of(self.predictor))}
+        checkpoint["pctalk"] = self.stage_info().to_dict()
+
+    def stage_info(self) -> StageInfo:
+        """The checkpoint block: the expression stage's, which this task completes with its refiner."""
+        encoder = {**self.expression_info.audio_encoder, "sha256": state_sha256(self.audio_encoder.state_dict())}
+        return replace(
+            self.expression_info, audio_encoder=encoder, styles=self.expression_info.styles or self.data_styles()
+        )
 
     def train(self, mode: bool = True) -> LipRefinerTask:
         super().train(mode)

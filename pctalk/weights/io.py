@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +31,14 @@ class CheckpointKeyError(RuntimeError):
     """A state dict does not match the network it is loaded into."""
 
 
-def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> Any:
+def load_checkpoint(
+    path: str | os.PathLike[str], map_location: str | torch.device = "cpu", safe_globals: Sequence[type] = ()
+) -> Any:
     """Load a checkpoint with ``torch.load(..., weights_only=True)``.
 
     Only tensors and plain containers are accepted: a file that needs arbitrary unpickling (code, custom classes)
-    is refused, since loading it could run anything.
+    is refused, since loading it could run anything. ``safe_globals`` allows a few plain data classes more (e.g.
+    ``argparse.Namespace``, which some published checkpoints hold).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -46,7 +49,8 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with torch.serialization.safe_globals(list(safe_globals)):
+            return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         raise UnsafeCheckpointError(
             f"refusing to load {path}: it contains pickled Python objects, not only tensors and plain containers, "

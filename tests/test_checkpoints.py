@@ -1,0 +1,294 @@
+"""The checkpoint module: every format in and out, the official release's layout both ways with equal motion, and
+clear errors for the wrong file."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import official_layout as official
+from conftest import CONF
+from pctalk.audio.encoder import AudioEncoder
+from pctalk.checkpoints import (
+    FORMAT_VERSION,
+    CheckpointFormatError,
+    EMCStage,
+    LACStage,
+    export,
+    load_emc_stage,
+    load_lac_stage,
+    read,
+    save_release,
+)
+from pctalk.cli import main
+from pctalk.inference import Controls, EmotionControl, TalkingFacePipeline
+from pctalk.inference.pipeline import SourceFrames
+from pctalk.keypoints.transform import rotation_matrix
+from pctalk.models import ExpressionPredictor, LipRefiner
+from pctalk.models.config import EmotionConfig, PredictorConfig
+from pctalk.models.emotion_predictor import EmotionPredictor
+from pctalk.weights import UnsafeCheckpointError
+
+P, T_LAC, T_EMC, N = 5, 25, 20, 58  # styles, the two stages' windows, frames (three windows, the last one short)
+
+
+@pytest.fixture(scope="module")
+def release_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Random official-layout LAC (with its refiner under model_ft) and EMC (obj_vector with a bias), built from the
+    layout's facts, with an audio encoder beside them."""
+    folder = tmp_path_factory.mktemp("official")
+    lac = official.randomised(official.MotionDecoder(P, T_LAC, 18, style_bias=False), seed=1)
+    refiner = official.randomised(official.OfficialRefiner(), seed=2)
+    official.save_official(folder / "lac.pth", lac, P, T_LAC, model_ft=refiner.state_dict())
+    official.save_official(folder / "emc.pth", official.randomised(official.OfficialEMC(P, T_EMC), seed=3), P, T_EMC)
+    torch.save(AudioEncoder().state_dict(), folder / "audio_encoder.pth")
+    return folder
+
+
+def _frames(seed: int = 0) -> dict[str, np.ndarray]:
+    """Plausible per-frame source motion (a moving head)."""
+    rng = np.random.default_rng(seed)
+    angles = [torch.from_numpy(rng.normal(0, 8, N).astype(np.float32)) for _ in range(3)]
+    return {
+        "kp": np.repeat(rng.normal(0, 0.1, (1, 21, 3)).astype(np.float32), N, 0),
+        "exp": rng.normal(0, 0.01, (N, 21, 3)).astype(np.float32),
+        "scale": rng.uniform(1.5, 1.9, (N, 1)).astype(np.float32),
+        "R": rotation_matrix(*angles).numpy(),
+        "t": rng.normal(0, 0.05, (N, 3)).astype(np.float32),
+    }
+
+
+def _source(frames: dict[str, np.ndarray]) -> SourceFrames:
+    t = {k: torch.from_numpy(v) for k, v in frames.items()}
+    return SourceFrames(t["kp"], t["exp"], t["scale"], t["R"], t["t"], np.arange(N))
+
+
+def _features(seed: int = 4) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0, 1, (N, 512)).astype(np.float32)
+
+
+# -- the official layout -------------------------------------------------------------------------------------------
+def test_official_files_load_and_export_back_byte_for_byte(release_files: Path, tmp_path: Path) -> None:
+    lac = load_lac_stage(release_files / "lac.pth")
+    emc = load_emc_stage(release_files / "emc.pth")
+    assert lac.info.target == "lips" and lac.info.window == T_LAC and lac.info.n_styles == P
+    assert lac.refiner is not None and not lac.predictor.config.style_bias
+    assert emc.info.window == T_EMC and emc.predictor.config.style_bias and emc.predictor.config.emotion_layers == 2
+    save_release(lac, tmp_path, "official")
+    save_release(emc, tmp_path, "official")
+    for name in ("lac.pth", "emc.pth"):
+        original, again = (torch.load(folder / name, weights_only=True) for folder in (release_files, tmp_path))
+        assert again["args"] == original["args"]
+        for part in ("model", "model_ft"):
+            assert set(again.get(part, {})) == set(original.get(part, {})), (name, part)
+            for key, tensor in original.get(part, {}).items():
+                assert again[part][key].dtype == tensor.dtype
+                assert again[part][key].numpy().tobytes() == tensor.numpy().tobytes(), (name, part, key)
+    # and the official code's strict load takes them: every key of its modules, no other, the same shapes
+    for name, module in (("lac.pth", official.MotionDecoder(P, T_LAC, 18, False)), ("emc.pth", official.OfficialEMC(P, T_EMC))):
+        module.load_state_dict(torch.load(tmp_path / name, weights_only=True)["model"], strict=True)
+    official.OfficialRefiner().load_state_dict(torch.load(tmp_path / "lac.pth", weights_only=True)["model_ft"])
+
+
+def test_motion_equals_the_official_release(release_files: Path) -> None:
+    """Same weights, audio features and source motion: pctalk's LAC (windows, warm start, the refiner inside each
+    window, Kalman smoothing, lip scale, articulation edits) and EMC (pure emotion per region with intensity) give
+    the official release's expression to 1e-5."""
+    frames, feat, person = _frames(), _features(), 3
+    lac_model = official.randomised(official.MotionDecoder(P, T_LAC, 18, style_bias=False), seed=1)
+    refiner = official.randomised(official.OfficialRefiner(), seed=2)
+    emc_model = official.randomised(official.OfficialEMC(P, T_EMC), seed=3)
+    edits = {"opening": 1.6, "pursing": 0.5}
+    conditions = [("happy", "lips", 0.6), ("sad", "upper_face", 0.4), ("angry", "brows", 1.0)]
+    expected = official.lac_motion(lac_model, refiner, feat, frames, person, lip_scale=1.3, edits=edits)
+    expected = official.emc_motion(emc_model, feat, frames, expected, person, conditions)
+
+    pipeline = TalkingFacePipeline(
+        load_lac_stage(release_files / "lac.pth"), load_emc_stage(release_files / "emc.pth"), device="cpu",
+        progress=False,
+    )  # fmt: skip
+    controls = Controls(
+        style_id=person, lip_scale=1.3, style_edits=edits,
+        emotions=[EmotionControl(e, region, i) for e, region, i in conditions],
+    )  # fmt: skip
+    driven = pipeline.drive(torch.from_numpy(feat)[None], _source(frames), controls)
+    np.testing.assert_allclose(driven.exp.numpy(), expected, atol=1e-5, rtol=0)
+    moved = np.abs(expected - frames["exp"]).max()
+    assert moved > 1e-3  # the comparison is not between two unchanged expressions
+
+    # every stage of it matters: without smoothing, or without the refiner, both sides still agree
+    plain = official.lac_motion(lac_model, None, feat, frames, person, smooth_on=False)
+    unrefined = pipeline.drive(torch.from_numpy(feat)[None], _source(frames), Controls(style_id=person, smooth=False,
+                                                                                        refine=False))  # fmt: skip
+    np.testing.assert_allclose(unrefined.exp.numpy(), plain, atol=1e-5, rtol=0)
+    assert np.abs(plain - expected).max() > 1e-4
+
+
+def test_a_pctalk_trained_lac_round_trips_through_the_official_layout(tmp_path: Path, synthetic_corpus: Path) -> None:
+    run = tmp_path / "run"
+    assert main(["fit", "-c", str(CONF / "expression_tiny.yaml"), f"--data.init_args.root={synthetic_corpus}",
+                 f"--trainer.default_root_dir={run}"]) == 0  # fmt: skip
+    (ckpt,) = run.glob("checkpoints/*.ckpt")
+    with pytest.warns(UserWarning, match="official release builds its networks at"):
+        assert export(ckpt, tmp_path / "official", format="official") == 0
+    obj = torch.load(tmp_path / "official" / "lac.pth", weights_only=True)
+    assert set(obj) >= {"model", "args", "pctalk"} and obj["args"] == {"person_num": 2, "T": 25}
+    trained, back = load_lac_stage(ckpt), load_lac_stage(tmp_path / "official" / "lac.pth")
+    assert back.info.styles == trained.info.styles and back.info.target == "lips"
+    feat = torch.randn(1, 40, trained.info.audio_dim)
+    frames = _source(_frames())
+    frames = SourceFrames(*(x[:40] for x in (frames.kp, frames.exp, frames.scale, frames.R, frames.t)), np.arange(40))
+    motions = [TalkingFacePipeline(s, device="cpu", progress=False).drive(feat, frames, Controls(style_id=1))
+               for s in (trained, back)]  # fmt: skip
+    torch.testing.assert_close(motions[0].exp, motions[1].exp, atol=1e-6, rtol=0)
+    assert (motions[0].lips - frames.exp[:, list(official.LIPS)] * frames.scale[:, :, None]).abs().max() > 0
+
+
+def test_a_separate_official_refiner_file_and_namespace_args(release_files: Path, tmp_path: Path) -> None:
+    obj = torch.load(release_files / "lac.pth", weights_only=True)
+    torch.save({"model_ft": obj["model_ft"]}, tmp_path / "refiner.pth")
+    namespace = argparse.Namespace(person_num=P, T=T_LAC, feature_dim=512)  # research checkpoints pickle their args
+    torch.save({"model": {f"module.{k}": v for k, v in obj["model"].items()}, "args": namespace}, tmp_path / "lac.pth")
+    torch.save(AudioEncoder().state_dict(), tmp_path / "audio_encoder.pth")
+    bare = load_lac_stage(tmp_path / "lac.pth")
+    assert bare.refiner is None and bare.info.window == T_LAC
+    with_refiner = load_lac_stage(tmp_path / "lac.pth", refiner=tmp_path / "refiner.pth")
+    reference = load_lac_stage(release_files / "lac.pth")
+    x, a = torch.randn(1, 4, 18), torch.randn(1, 4, 512)
+    torch.testing.assert_close(with_refiner.refiner(x, a), reference.refiner(x, a), atol=0, rtol=0)
+    with pytest.raises(CheckpointFormatError, match="lip refiner alone"):
+        load_lac_stage(tmp_path / "refiner.pth")
+
+
+# -- every kind round-trips; old files still load --------------------------------------------------------------------
+def _lac_stage(target: str = "lips", refiner: bool = True) -> LACStage:
+    torch.manual_seed(0)
+    out_dim = 18 if target == "lips" else 63
+    predictor = ExpressionPredictor(3, out_dim, 64, PredictorConfig(d_model=32, ff_dim=64)).eval()
+    torch.nn.init.normal_(predictor.vertice_map_r.weight, std=0.05)
+    lip_refiner = LipRefiner(18, 64) if refiner else None
+    if lip_refiner is not None:
+        torch.nn.init.normal_(lip_refiner.linear.weight, std=0.01)
+    return LACStage(predictor, AudioEncoder(0.125).eval(), lip_refiner)
+
+
+def _emc_stage(conditioning: str = "autoregressive") -> EMCStage:
+    torch.manual_seed(1)
+    legacy = conditioning == "encoder"  # pctalk 0.1's EMC: no style bias either
+    config = EmotionConfig(d_model=32, ff_dim=64, emotion_layers=1, conditioning=conditioning, style_bias=not legacy)
+    predictor = EmotionPredictor(3, 64, config).eval()
+    torch.nn.init.normal_(predictor.decoder.vertice_map_r.weight, std=0.05)
+    return EMCStage(predictor, AudioEncoder(0.125).eval())
+
+
+def _same_motion(a: LACStage | EMCStage, b: LACStage | EMCStage) -> None:
+    feat = torch.randn(1, 30, 64)
+    if isinstance(a, LACStage):
+        outs = [s.predictor.generate(feat, torch.tensor([2])) for s in (a, b)]
+    else:
+        outs = [s.predictor.generate(feat, torch.tensor([2]), s.predictor.embed(torch.tensor([3]))) for s in (a, b)]
+    torch.testing.assert_close(outs[0], outs[1], atol=0, rtol=0)
+    mel = torch.randn(3, 1, 80, 16)
+    torch.testing.assert_close(a.audio_encoder(mel), b.audio_encoder(mel), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("fmt", ["pctalk", "official"])
+@pytest.mark.parametrize("kind", ["lac", "lac_all", "emc"])
+def test_every_kind_round_trips_in_both_layouts(tmp_path: Path, kind: str, fmt: str) -> None:
+    stage = _emc_stage() if kind == "emc" else _lac_stage("all" if kind == "lac_all" else "lips", kind == "lac")
+    stage.info.styles = {"0": "hdtf/WRA_Anna", "1": "hdtf/Ødegaard", "2": "mead/M012"}
+    with pytest.warns(UserWarning, match="official release") if fmt == "official" else contextlib.nullcontext():
+        save_release(stage, tmp_path, fmt)
+    load = load_emc_stage if kind == "emc" else load_lac_stage
+    back = load(tmp_path / f"{'emc' if kind == 'emc' else 'lac'}.pth")
+    assert back.info.to_dict() == {**stage.info.to_dict(), "format_version": FORMAT_VERSION}
+    assert read(tmp_path / f"{'emc' if kind == 'emc' else 'lac'}.pth").format == fmt
+    _same_motion(stage, back)
+    if kind == "lac":
+        x, a = torch.randn(1, 5, 18), torch.randn(1, 5, 64)
+        torch.testing.assert_close(back.refiner(x, a), stage.refiner(x, a), atol=0, rtol=0)
+
+
+def test_pctalk_0_1_files_still_load(tmp_path: Path) -> None:
+    """The layouts pctalk 0.1 wrote (release files with a "config" entry; Lightning checkpoints with
+    "predictor_config" / "emotion_config"), its EMC with the encoder conditioning."""
+    lac, emc = _lac_stage(), _emc_stage("encoder")
+    emc.audio_encoder = lac.audio_encoder  # the folder's one encoder
+    config = {"n_styles": 3, "out_dim": 18, "audio_dim": 64, "d_model": 32, "n_layers": 1, "n_heads": 4,
+              "ff_dim": 64, "period": 25}  # fmt: skip
+    emotion_config = {**{k: v for k, v in config.items() if k != "out_dim"}, "n_emotions": 8, "emotion_layers": 1}
+    torch.save(lac.audio_encoder.state_dict(), tmp_path / "audio_encoder.pth")
+    torch.save({"expression_predictor": lac.predictor.state_dict(), "lip_refiner": lac.refiner.state_dict(),
+                "config": config}, tmp_path / "lac.pth")  # fmt: skip
+    torch.save({"emotion_predictor": emc.predictor.state_dict(), "config": emotion_config, "sources": {},
+                "sources_config": {}}, tmp_path / "emc.pth")  # fmt: skip
+    state = {f"predictor.{k}": v for k, v in lac.predictor.state_dict().items()}
+    state.update({f"audio_encoder.{k}": v for k, v in lac.audio_encoder.state_dict().items()})
+    torch.save({"state_dict": state, "pctalk": {"predictor_config": config}}, tmp_path / "old.ckpt")
+    for path, stage in ((tmp_path / "lac.pth", lac), (tmp_path / "old.ckpt", lac)):
+        loaded = load_lac_stage(path)
+        assert read(path).format in ("pctalk-0.1", "lightning") and loaded.info.target == "lips"
+        _same_motion(stage, loaded)
+    old_emc = load_emc_stage(tmp_path / "emc.pth")
+    assert old_emc.predictor.config.conditioning == "encoder"
+    _same_motion(emc, old_emc)
+    with pytest.raises(CheckpointFormatError, match="pctalk 0.1's transformer encoder"):
+        save_release(old_emc, tmp_path / "out", "official")
+
+
+def test_wrong_files_are_refused_with_what_to_do(tmp_path: Path) -> None:
+    lac, emc = _lac_stage(), _emc_stage()
+    emc.audio_encoder = lac.audio_encoder
+    save_release(lac, tmp_path / "r")
+    save_release(emc, tmp_path / "r")  # the same folder: allowed only for the same audio encoder
+    with pytest.raises(CheckpointFormatError, match="is an EMC checkpoint; LAC"):
+        load_lac_stage(tmp_path / "r" / "emc.pth")
+    with pytest.raises(CheckpointFormatError, match="is a LAC checkpoint; EMC"):
+        load_emc_stage(tmp_path / "r" / "lac.pth")
+    future = torch.load(tmp_path / "r" / "lac.pth", weights_only=True)
+    future["pctalk"]["format_version"] = FORMAT_VERSION + 1
+    torch.save(future, tmp_path / "r" / "future.pth")
+    with pytest.raises(CheckpointFormatError, match=rf"future.pth was written by a newer pctalk \(checkpoint format "
+                       rf"{FORMAT_VERSION + 1}.*Upgrade pctalk"):  # fmt: skip
+        load_lac_stage(tmp_path / "r" / "future.pth")
+    with pytest.raises(CheckpointFormatError, match="is an audio encoder, not a LAC or EMC checkpoint"):
+        load_lac_stage(tmp_path / "r" / "audio_encoder.pth")
+    torch.save({"weights": {}, "epoch": 3}, tmp_path / "other.pth")
+    with pytest.raises(CheckpointFormatError, match=r"other.pth is a dict with keys epoch, weights: not a LAC"):
+        load_lac_stage(tmp_path / "other.pth")
+    torch.save({"state_dict": {}, "hyper_parameters": {"_class_path": "eval.classifier.EmotionClassifierTask"}},
+               tmp_path / "classifier.ckpt")  # fmt: skip
+    with pytest.raises(CheckpointFormatError, match="Lightning checkpoint of eval.classifier.EmotionClassifierTask"):
+        load_emc_stage(tmp_path / "classifier.ckpt")
+    torch.save({"model": {"a": torch.ones(1)}, "args": object()}, tmp_path / "code.pth")
+    with pytest.raises(UnsafeCheckpointError, match="refusing to load"):
+        load_lac_stage(tmp_path / "code.pth")
+    with pytest.raises(FileNotFoundError, match="missing.pth"):
+        load_lac_stage(tmp_path / "missing.pth")
+
+    other = _emc_stage()  # a different audio encoder for the same folder
+    torch.nn.init.normal_(other.audio_encoder.audio_encoder[0].conv_block[0].weight)
+    with pytest.raises(CheckpointFormatError, match="already holds a different audio encoder"):
+        save_release(other, tmp_path / "r")
+    assert load_emc_stage(tmp_path / "r" / "emc.pth")  # the first export is intact
+    # a release file beside the wrong encoder is refused; given explicitly, it is used with a warning
+    save_release(other, tmp_path / "o")
+    torch.save(lac.audio_encoder.state_dict(), tmp_path / "o" / "audio_encoder.pth")
+    with pytest.raises(CheckpointFormatError, match="is not the audio encoder emc.pth was trained with"):
+        load_emc_stage(tmp_path / "o" / "emc.pth")
+    with pytest.warns(UserWarning, match="Using it because it was given explicitly"):
+        load_emc_stage(tmp_path / "o" / "emc.pth", audio_encoder=tmp_path / "o" / "audio_encoder.pth")
+    with pytest.raises(CheckpointFormatError, match="refiner does not support"):
+        LACStage(_lac_stage("all", False).predictor, lac.audio_encoder, lac.refiner)
+
+
+def test_export_cli_names_the_file_and_the_fix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    torch.save({"weights": {}}, tmp_path / "bad.ckpt")
+    assert main(["export", "--checkpoint", str(tmp_path / "bad.ckpt"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "bad.ckpt" in err and "pctalk fit" in err

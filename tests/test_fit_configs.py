@@ -1,0 +1,135 @@
+"""Every shipped training config runs through ``pctalk fit`` itself, chained as the README chains them: stage 1's
+checkpoint feeds stage 2 (the lip refiner, built by LightningCLI), then EMC and the emotion classifier; the paper
+configs at debug sizes on CPU, their debug twins as they are. Pretrained files are random weights in their original
+formats under ``pretrained_weights/`` of a fresh working folder, as a new user's."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import REPO
+from pctalk.checkpoints import load_emc_stage, load_lac_stage
+from pctalk.cli import main
+
+EXPERIMENTS = REPO / "experiments"
+#: a paper config on this CPU: one device, a few steps, small batches, one validation batch, no wandb
+CPU = ["--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.strategy=auto", "--trainer.logger=false",
+       "--trainer.limit_val_batches=1", "--trainer.max_time=null", "--data.init_args.num_workers=0",
+       "--data.init_args.batch_size=2", "--data.init_args.samples_per_epoch=4"]  # fmt: skip
+SMALL = ["--model.init_args.predictor.d_model=32", "--model.init_args.predictor.ff_dim=64"]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A working folder with ``pretrained_weights/`` (tiny LivePortrait, Wav2Lip's SyncNet expert, SyncTalk's audio
+    encoder with its bare keys, a tiny wav2vec2) in the layouts users download."""
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    from pctalk.audio.encoder import AudioEncoder
+    from pctalk.audio.syncnet import SyncNet
+    from pctalk.keypoints.config import LivePortraitConfig
+    from pctalk.keypoints.liveportrait import LivePortrait, save_liveportrait
+    from random_weights import seeded_state_dict
+
+    root = tmp_path_factory.mktemp("user")
+    weights = root / "pretrained_weights"
+    torch.manual_seed(0)
+    lp = LivePortrait(LivePortraitConfig.tiny())
+    lp.load_state_dict(seeded_state_dict(lp.state_dict(), 7))
+    save_liveportrait(lp, weights)
+    (weights / "wav2lip").mkdir()
+    torch.save({"state_dict": SyncNet().state_dict(), "global_step": 0}, weights / "wav2lip" / "lipsync_expert.pth")
+    (weights / "audio").mkdir()
+    encoder = AudioEncoder().state_dict()
+    torch.save({k.removeprefix("audio_encoder."): v for k, v in encoder.items()}, weights / "audio" / "audio_visual_encoder.pth")
+    config = Wav2Vec2Config(
+        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, conv_dim=(16, 16),
+        conv_stride=(5, 4), conv_kernel=(10, 8), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
+        do_stable_layer_norm=True, feat_extract_norm="layer",
+    )  # fmt: skip
+    Wav2Vec2Model(config).save_pretrained(weights / "wav2vec2_emotion")
+    return root
+
+
+@pytest.fixture
+def in_workdir(workdir: Path) -> Iterator[Path]:
+    cwd = os.getcwd()
+    os.chdir(workdir)
+    try:
+        yield workdir
+    finally:
+        os.chdir(cwd)
+
+
+def fit(*args: str) -> None:
+    assert main(["fit", *args]) == 0
+
+
+def test_the_debug_configs_chain_as_the_readme_shows(in_workdir: Path) -> None:
+    debug = lambda stage: str(EXPERIMENTS / stage)  # noqa: E731
+    fit("-c", debug("lac/expression_debug.yaml"), "--trainer.max_epochs=1")
+    stage1 = Path("runs/debug/lac_expression/checkpoints/last.ckpt")
+    assert stage1.is_file()
+    # stage 2 from its config's own defaults: the stage-1 checkpoint above and pretrained_weights/
+    fit("-c", debug("lac/refiner_debug.yaml"), "--model.init_args.liveportrait_size=tiny", "--trainer.max_steps=2")
+    stage2 = Path("runs/debug/lac_refiner/checkpoints/last.ckpt")
+    assert torch.load(stage2, weights_only=True)["global_step"] == 2
+    fit("-c", debug("lac/refiner_debug.yaml"), "--model.init_args.liveportrait_size=tiny", "--trainer.max_steps=3",
+        f"--ckpt_path={stage2}")  # fmt: skip  # resumes the refiner from its own checkpoint
+    assert torch.load(stage2, weights_only=True)["global_step"] == 3
+    refined = load_lac_stage(stage2)
+    assert refined.refiner is not None and refined.info.styles  # the style names came with the data
+    fit("-c", debug("emc/emotion_debug.yaml"), "--trainer.max_epochs=1")
+    emc = load_emc_stage("runs/debug/emc/checkpoints/last.ckpt")
+    assert emc.info.kind == "emc" and "video" in emc.sources
+    fit("-c", debug("eval/emotion_classifier_debug.yaml"), "--trainer.max_epochs=1")
+    assert Path("runs/debug/emotion_classifier/emotion_fan.pth.tar").is_file()
+
+    # the README's next steps: export, then generate from the exports
+    assert main(["export", "--checkpoint", str(stage2), "--out", "release/lac"]) == 0
+    assert main(["export", "--checkpoint", "runs/debug/emc/checkpoints/last.ckpt", "--out", "release/emc"]) == 0
+    assert main(["generate", "--text", "Hello there.", "--lac", "release/lac/lac.pth", "--emc", "release/emc/emc.pth",
+                 "--emotion", "happy:lips:0.6", "--keypoint-video", "kp.mp4", "--no-progress"]) == 0  # fmt: skip
+
+
+@pytest.mark.slow
+def test_the_paper_configs_run_at_debug_sizes(in_workdir: Path, synthetic_corpus: Path) -> None:
+    data = [f"--data.init_args.root={synthetic_corpus}", "--data.init_args.window=10"]
+    lac = EXPERIMENTS / "lac"
+    fit("-c", str(lac / "expression.yaml"), *CPU, *SMALL, *data, "--model.init_args.n_styles=2",
+        "--trainer.max_steps=2")  # fmt: skip
+    stage1 = Path("runs/lac_expression/checkpoints/last.ckpt")  # the path refiner.yaml and the README name
+    assert stage1.is_file()
+    fit("-c", str(lac / "expression.yaml"), "-c", str(lac / "ablation" / "all_keypoints.yaml"), *CPU, *SMALL, *data,
+        "--model.init_args.n_styles=2", "--trainer.max_steps=2")  # fmt: skip
+    assert load_lac_stage("runs/ablation/all_keypoints/checkpoints/last.ckpt").info.target == "all"
+    refiner = [*CPU, f"--data.init_args.root={synthetic_corpus}", "--model.init_args.liveportrait_size=tiny",
+               "--trainer.max_steps=2"]  # fmt: skip
+    fit("-c", str(lac / "refiner.yaml"), *refiner)
+    assert load_lac_stage("runs/lac_refiner/checkpoints/last.ckpt").refiner is not None
+    fit("-c", str(lac / "refiner.yaml"), "-c", str(lac / "ablation" / "refiner_no_augmentation.yaml"), *refiner)
+    emc = EXPERIMENTS / "emc"
+    emotion = [*CPU, *SMALL, *data, "--model.init_args.n_styles=2", "--trainer.max_steps=2"]
+    fit("-c", str(emc / "emotion.yaml"), *emotion)
+    fit("-c", str(emc / "emotion.yaml"), "-c", str(emc / "emotion_audio.yaml"), *emotion)
+    assert set(load_emc_stage("runs/emc_audio/checkpoints/last.ckpt").sources) == {"audio", "video"}
+    fit("-c", str(EXPERIMENTS / "quickstart" / "expression.yaml"), *CPU[:-2], *data, "--trainer.max_steps=2",
+        "--model.init_args.n_styles=2", "--trainer.logger=false")  # fmt: skip
+    assert Path("outputs/quickstart/checkpoints/last.ckpt").is_file()
+
+
+def test_the_target_is_one_value_for_model_and_data(in_workdir: Path, synthetic_corpus: Path) -> None:
+    """``target`` is the model's; the data module takes it (so no config can train lips on all-keypoint targets)."""
+    from pctalk.cli import lightning_cli
+
+    args = ["fit", "-c", str(EXPERIMENTS / "lac" / "expression_debug.yaml"), "-c",
+            str(EXPERIMENTS / "lac" / "ablation" / "all_keypoints.yaml"), f"--data.init_args.root={synthetic_corpus}"]
+    cli = lightning_cli(args, run=False)
+    assert cli.model.target == "all" and cli.datamodule.target == "all"
+    with pytest.raises(SystemExit):  # the data module's copy is not an option of its own
+        lightning_cli([*args, "--data.init_args.target=lips"], run=False)
