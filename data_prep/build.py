@@ -249,6 +249,13 @@ def build(
         test_seconds = 10.0 if dataset == "hdtf" else 0.0
     mine = clips[job_index::num_jobs]
     console = Console(stderr=True)
+    empty = [split for split in ("train", "val", "test") if split not in splits.values()]
+    if empty and adapter_dataset != "aug":  # augmented identities only ever train
+        console.print(
+            f"[yellow]warning[/yellow]: no identity of {dataset} went to the {' / '.join(empty)} split; training then "
+            f"runs without validation (or evaluation has no clips). Give --split-file FILE with 'identity split' lines "
+            f"(e.g. 'M012 val') to choose them."
+        )
     started = time.perf_counter()
     with ShardSink(out, job_index, _samples_per_shard(len(clips), gpus, workers)) as sink:
         todo = [c for c in mine if c.key not in sink.done]

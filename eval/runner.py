@@ -311,8 +311,12 @@ def _fmt(value: float | None) -> str:
 
 
 def render_table(table: str, results: dict[str, Any]) -> str:
-    """A markdown table in the paper's layout: our rows (from ``results``) then the paper's rows."""
-    blocks = COLUMNS[table]
+    """A markdown table in the paper's layout: our rows (from ``results``) then the paper's rows. Metrics the run
+    computed beyond the paper's columns (e.g. Acc_emo on Table 1) get columns of their own after them."""
+    blocks = {block: list(columns) for block, columns in COLUMNS[table].items()}
+    for block, methods in results.get("blocks", {}).items():
+        computed = [m for m in LABELS if any(m in values for values in methods.values())]
+        blocks.setdefault(block, []).extend(m for m in computed if m not in blocks[block])
     header = ["Method", *[f"{b} {LABELS[c]}" for b, cols in blocks.items() for c in cols]]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     ours: dict[str, dict[str, dict[str, float]]] = {}

@@ -94,6 +94,14 @@ def _cli_class() -> type:
 
         def before_instantiate_classes(self) -> None:
             config = self.config[self.subcommand] if self.subcommand else self.config
+            data = config.get("data")
+            given = data.get("init_args", {}).get("target") if hasattr(data, "get") else None
+            if given is not None:
+                self.parser.error(
+                    f"data.init_args.target ({given}) cannot be set: the data module takes the model's "
+                    f"target (model.init_args.target of ExpressionTask; lips for the refiner, all for EMC). Remove it "
+                    f"from the data section."
+                )
             trainer = config["trainer"]
             trainer["logger"] = resolve_wandb_logger(trainer.get("logger"), trainer.get("default_root_dir"))
 

@@ -136,7 +136,9 @@ def decode(model: MotionDecoder, memory: torch.Tensor, style: torch.Tensor, warm
     """The release's autoregressive ``predict`` from the decoder memory: recomputes the whole sequence each step;
     returns every position ``(B, L, V)`` (the warm positions re-predicted)."""
     style = style[:, None]
-    tokens = [style] + ([] if warm is None else [model.vertice_map(warm[:, j : j + 1]) + style for j in range(warm.shape[1])])
+    tokens = [style] + (
+        [] if warm is None else [model.vertice_map(warm[:, j : j + 1]) + style for j in range(warm.shape[1])]
+    )
     out = None
     for _ in range(0 if warm is None else warm.shape[1], memory.shape[1]):
         out = model.vertice_map_r(_run(model.transformer_decoder, model.PPE, model.T, torch.cat(tokens, 1), memory))
@@ -210,7 +212,7 @@ def lac_motion(
         with torch.no_grad():
             pred = decode(model, model.audio_feature_map(a), style, warm)  # (1, L, 3N) coordinate-major
             if refiner is not None:
-                x = (r.reshape(1, -1, 3 * n_kp) + pred)
+                x = r.reshape(1, -1, 3 * n_kp) + pred
                 pred = x + refiner.out_fc(torch.cat([x, a], -1)) - r.reshape(1, -1, 3 * n_kp)
         return pred
 

@@ -8,10 +8,10 @@ import contextlib
 from pathlib import Path
 
 import numpy as np
+import official_layout as official
 import pytest
 import torch
 
-import official_layout as official
 from conftest import CONF
 from pctalk.audio.encoder import AudioEncoder
 from pctalk.checkpoints import (
@@ -45,7 +45,9 @@ def release_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     lac = official.randomised(official.MotionDecoder(P, T_LAC, 18, style_bias=False), seed=1)
     refiner = official.randomised(official.OfficialRefiner(), seed=2)
     official.save_official(folder / "lac.pth", lac, P, T_LAC, model_ft=refiner.state_dict())
-    official.save_official(folder / "emc.pth", official.randomised(official.OfficialEMC(P, T_EMC), seed=3), P, T_EMC)
+    official.save_official(
+        folder / "emc.pth", official.randomised(official.OfficialEMC(P, T_EMC), seed=3, output_std=0.05), P, T_EMC
+    )
     torch.save(AudioEncoder().state_dict(), folder / "audio_encoder.pth")
     return folder
 
@@ -90,7 +92,10 @@ def test_official_files_load_and_export_back_byte_for_byte(release_files: Path, 
                 assert again[part][key].dtype == tensor.dtype
                 assert again[part][key].numpy().tobytes() == tensor.numpy().tobytes(), (name, part, key)
     # and the official code's strict load takes them: every key of its modules, no other, the same shapes
-    for name, module in (("lac.pth", official.MotionDecoder(P, T_LAC, 18, False)), ("emc.pth", official.OfficialEMC(P, T_EMC))):
+    for name, module in (
+        ("lac.pth", official.MotionDecoder(P, T_LAC, 18, False)),
+        ("emc.pth", official.OfficialEMC(P, T_EMC)),
+    ):
         module.load_state_dict(torch.load(tmp_path / name, weights_only=True)["model"], strict=True)
     official.OfficialRefiner().load_state_dict(torch.load(tmp_path / "lac.pth", weights_only=True)["model_ft"])
 
@@ -102,11 +107,11 @@ def test_motion_equals_the_official_release(release_files: Path) -> None:
     frames, feat, person = _frames(), _features(), 3
     lac_model = official.randomised(official.MotionDecoder(P, T_LAC, 18, style_bias=False), seed=1)
     refiner = official.randomised(official.OfficialRefiner(), seed=2)
-    emc_model = official.randomised(official.OfficialEMC(P, T_EMC), seed=3)
+    emc_model = official.randomised(official.OfficialEMC(P, T_EMC), seed=3, output_std=0.05)
     edits = {"opening": 1.6, "pursing": 0.5}
     conditions = [("happy", "lips", 0.6), ("sad", "upper_face", 0.4), ("angry", "brows", 1.0)]
-    expected = official.lac_motion(lac_model, refiner, feat, frames, person, lip_scale=1.3, edits=edits)
-    expected = official.emc_motion(emc_model, feat, frames, expected, person, conditions)
+    after_lac = official.lac_motion(lac_model, refiner, feat, frames, person, lip_scale=1.3, edits=edits)
+    expected = official.emc_motion(emc_model, feat, frames, after_lac, person, conditions)
 
     pipeline = TalkingFacePipeline(
         load_lac_stage(release_files / "lac.pth"), load_emc_stage(release_files / "emc.pth"), device="cpu",
@@ -118,8 +123,8 @@ def test_motion_equals_the_official_release(release_files: Path) -> None:
     )  # fmt: skip
     driven = pipeline.drive(torch.from_numpy(feat)[None], _source(frames), controls)
     np.testing.assert_allclose(driven.exp.numpy(), expected, atol=1e-5, rtol=0)
-    moved = np.abs(expected - frames["exp"]).max()
-    assert moved > 1e-3  # the comparison is not between two unchanged expressions
+    # the comparison is not between two unchanged expressions: LAC and EMC each move them by far more than 1e-5
+    assert np.abs(after_lac - frames["exp"]).max() > 1e-2 and np.abs(expected - after_lac).max() > 1e-3
 
     # every stage of it matters: without smoothing, or without the refiner, both sides still agree
     plain = official.lac_motion(lac_model, None, feat, frames, person, smooth_on=False)
@@ -134,7 +139,7 @@ def test_a_pctalk_trained_lac_round_trips_through_the_official_layout(tmp_path: 
     assert main(["fit", "-c", str(CONF / "expression_tiny.yaml"), f"--data.init_args.root={synthetic_corpus}",
                  f"--trainer.default_root_dir={run}"]) == 0  # fmt: skip
     (ckpt,) = run.glob("checkpoints/*.ckpt")
-    with pytest.warns(UserWarning, match="official release builds its networks at"):
+    with pytest.warns(UserWarning, match=r"official release builds its networks at"):
         assert export(ckpt, tmp_path / "official", format="official") == 0
     obj = torch.load(tmp_path / "official" / "lac.pth", weights_only=True)
     assert set(obj) >= {"model", "args", "pctalk"} and obj["args"] == {"person_num": 2, "T": 25}
@@ -161,7 +166,7 @@ def test_a_separate_official_refiner_file_and_namespace_args(release_files: Path
     reference = load_lac_stage(release_files / "lac.pth")
     x, a = torch.randn(1, 4, 18), torch.randn(1, 4, 512)
     torch.testing.assert_close(with_refiner.refiner(x, a), reference.refiner(x, a), atol=0, rtol=0)
-    with pytest.raises(CheckpointFormatError, match="lip refiner alone"):
+    with pytest.raises(CheckpointFormatError, match=r"lip refiner alone"):
         load_lac_stage(tmp_path / "refiner.pth")
 
 
@@ -202,7 +207,7 @@ def _same_motion(a: LACStage | EMCStage, b: LACStage | EMCStage) -> None:
 def test_every_kind_round_trips_in_both_layouts(tmp_path: Path, kind: str, fmt: str) -> None:
     stage = _emc_stage() if kind == "emc" else _lac_stage("all" if kind == "lac_all" else "lips", kind == "lac")
     stage.info.styles = {"0": "hdtf/WRA_Anna", "1": "hdtf/Ødegaard", "2": "mead/M012"}
-    with pytest.warns(UserWarning, match="official release") if fmt == "official" else contextlib.nullcontext():
+    with pytest.warns(UserWarning, match=r"official release") if fmt == "official" else contextlib.nullcontext():
         save_release(stage, tmp_path, fmt)
     load = load_emc_stage if kind == "emc" else load_lac_stage
     back = load(tmp_path / f"{'emc' if kind == 'emc' else 'lac'}.pth")
@@ -237,7 +242,7 @@ def test_pctalk_0_1_files_still_load(tmp_path: Path) -> None:
     old_emc = load_emc_stage(tmp_path / "emc.pth")
     assert old_emc.predictor.config.conditioning == "encoder"
     _same_motion(emc, old_emc)
-    with pytest.raises(CheckpointFormatError, match="pctalk 0.1's transformer encoder"):
+    with pytest.raises(CheckpointFormatError, match=r"pctalk 0.1's transformer encoder"):
         save_release(old_emc, tmp_path / "out", "official")
 
 
@@ -246,9 +251,9 @@ def test_wrong_files_are_refused_with_what_to_do(tmp_path: Path) -> None:
     emc.audio_encoder = lac.audio_encoder
     save_release(lac, tmp_path / "r")
     save_release(emc, tmp_path / "r")  # the same folder: allowed only for the same audio encoder
-    with pytest.raises(CheckpointFormatError, match="is an EMC checkpoint; LAC"):
+    with pytest.raises(CheckpointFormatError, match=r"is an EMC checkpoint; LAC"):
         load_lac_stage(tmp_path / "r" / "emc.pth")
-    with pytest.raises(CheckpointFormatError, match="is a LAC checkpoint; EMC"):
+    with pytest.raises(CheckpointFormatError, match=r"is a LAC checkpoint; EMC"):
         load_emc_stage(tmp_path / "r" / "lac.pth")
     future = torch.load(tmp_path / "r" / "lac.pth", weights_only=True)
     future["pctalk"]["format_version"] = FORMAT_VERSION + 1
@@ -256,34 +261,34 @@ def test_wrong_files_are_refused_with_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(CheckpointFormatError, match=rf"future.pth was written by a newer pctalk \(checkpoint format "
                        rf"{FORMAT_VERSION + 1}.*Upgrade pctalk"):  # fmt: skip
         load_lac_stage(tmp_path / "r" / "future.pth")
-    with pytest.raises(CheckpointFormatError, match="is an audio encoder, not a LAC or EMC checkpoint"):
+    with pytest.raises(CheckpointFormatError, match=r"is an audio encoder, not a LAC or EMC checkpoint"):
         load_lac_stage(tmp_path / "r" / "audio_encoder.pth")
     torch.save({"weights": {}, "epoch": 3}, tmp_path / "other.pth")
     with pytest.raises(CheckpointFormatError, match=r"other.pth is a dict with keys epoch, weights: not a LAC"):
         load_lac_stage(tmp_path / "other.pth")
     torch.save({"state_dict": {}, "hyper_parameters": {"_class_path": "eval.classifier.EmotionClassifierTask"}},
                tmp_path / "classifier.ckpt")  # fmt: skip
-    with pytest.raises(CheckpointFormatError, match="Lightning checkpoint of eval.classifier.EmotionClassifierTask"):
+    with pytest.raises(CheckpointFormatError, match=r"Lightning checkpoint of eval.classifier.EmotionClassifierTask"):
         load_emc_stage(tmp_path / "classifier.ckpt")
     torch.save({"model": {"a": torch.ones(1)}, "args": object()}, tmp_path / "code.pth")
     with pytest.raises(UnsafeCheckpointError, match="refusing to load"):
         load_lac_stage(tmp_path / "code.pth")
-    with pytest.raises(FileNotFoundError, match="missing.pth"):
+    with pytest.raises(FileNotFoundError, match=r"missing\.pth"):
         load_lac_stage(tmp_path / "missing.pth")
 
     other = _emc_stage()  # a different audio encoder for the same folder
     torch.nn.init.normal_(other.audio_encoder.audio_encoder[0].conv_block[0].weight)
-    with pytest.raises(CheckpointFormatError, match="already holds a different audio encoder"):
+    with pytest.raises(CheckpointFormatError, match=r"already holds a different audio encoder"):
         save_release(other, tmp_path / "r")
     assert load_emc_stage(tmp_path / "r" / "emc.pth")  # the first export is intact
     # a release file beside the wrong encoder is refused; given explicitly, it is used with a warning
     save_release(other, tmp_path / "o")
     torch.save(lac.audio_encoder.state_dict(), tmp_path / "o" / "audio_encoder.pth")
-    with pytest.raises(CheckpointFormatError, match="is not the audio encoder emc.pth was trained with"):
+    with pytest.raises(CheckpointFormatError, match=r"is not the audio encoder emc.pth was trained with"):
         load_emc_stage(tmp_path / "o" / "emc.pth")
-    with pytest.warns(UserWarning, match="Using it because it was given explicitly"):
+    with pytest.warns(UserWarning, match=r"Using it because it was given explicitly"):
         load_emc_stage(tmp_path / "o" / "emc.pth", audio_encoder=tmp_path / "o" / "audio_encoder.pth")
-    with pytest.raises(CheckpointFormatError, match="refiner does not support"):
+    with pytest.raises(CheckpointFormatError, match=r"refiner does not support"):
         LACStage(_lac_stage("all", False).predictor, lac.audio_encoder, lac.refiner)
 
 

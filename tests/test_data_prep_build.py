@@ -73,10 +73,16 @@ def test_hdtf_build_round_trip(tmp_path: Path, models: BuildModels) -> None:
     assert not list(out.glob("*.tmp"))
 
 
-def test_mead_layout_with_separate_audio(tmp_path: Path, models: BuildModels) -> None:
+def test_mead_layout_with_separate_audio(
+    tmp_path: Path, models: BuildModels, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = mead_dataset(tmp_path / "raw", ("M003", "W011"))
     out = tmp_path / "shards"
     assert build("mead", root, out, models, min_frames=20, progress=False) == 0
+    # M003 is a test identity and W011 trains: no one validates, which the build says, with the fix
+    err = " ".join(capsys.readouterr().err.split())
+    assert "no identity of mead went to the val split" in err and "--split-file" in err
+    assert json.loads((out / "styles.json").read_text()) == {"mead": {"0": "W011"}}
     clips = read_shards(out)
     assert sorted(c.key for c in clips) == [
         "mead/M003/happy_3_001",

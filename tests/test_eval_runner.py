@@ -112,6 +112,11 @@ def test_render_table_layout() -> None:
     text = render_table("table3", {"blocks": {"HDTF": {"mine": {"lse_c": 8.0}}}})
     assert text.splitlines()[0] == "| Method | HDTF LSE-C↑ |"
     assert "| mine | 8.00 |" in text and "| + lip refiner (paper) | 9.26 |" in text
+    # what the run computed beyond the paper's columns, the table shows
+    text = render_table("table1", {"blocks": {"HDTF": {"mine": {"lse_c": 8.0, "acc_emo": 50.0, "efid": 2.0}}}})
+    header, _, row = text.splitlines()[:3]
+    assert "| HDTF FVD↓ | HDTF Acc_emo↑ | HDTF E-FID↓ | MEAD-Neutral LSE-C↑ |" in header
+    assert row == "| mine | 8.00 | – | – | – | – | 50.00 | 2.00 | – | – | – | – | – |"
 
 
 def test_a_lac_of_target_all_trains_exports_generates_and_scores(
@@ -128,7 +133,8 @@ def test_a_lac_of_target_all_trains_exports_generates_and_scores(
     run = tmp_path / "run"
     assert main(["fit", "-c", str(experiments / "expression_debug.yaml"), "-c",
                  str(experiments / "ablation" / "all_keypoints.yaml"), f"--data.init_args.root={synthetic_corpus}",
-                 "--model.init_args.n_styles=2", "--trainer.max_steps=4", f"--trainer.default_root_dir={run}"]) == 0  # fmt: skip
+                 "--model.init_args.n_styles=2", "--trainer.max_steps=4",
+                 f"--trainer.default_root_dir={run}"]) == 0  # fmt: skip
     ckpt = run / "checkpoints" / "last.ckpt"
     assert torch.load(ckpt, weights_only=True)["pctalk"]["target"] == "all"
     assert main(["export", "--checkpoint", str(ckpt), "--out", str(tmp_path / "release")]) == 0

@@ -18,7 +18,8 @@ from pctalk.cli import main
 
 EXPERIMENTS = REPO / "experiments"
 #: a paper config on this CPU: one device, a few steps, small batches, one validation batch, no wandb
-CPU = ["--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.strategy=auto", "--trainer.logger=false",
+CPU = ["--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.strategy=auto",
+       "--trainer.logger=lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir=logs",
        "--trainer.limit_val_batches=1", "--trainer.max_time=null", "--data.init_args.num_workers=0",
        "--data.init_args.batch_size=2", "--data.init_args.samples_per_epoch=4"]  # fmt: skip
 SMALL = ["--model.init_args.predictor.d_model=32", "--model.init_args.predictor.ff_dim=64"]
@@ -46,7 +47,10 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.save({"state_dict": SyncNet().state_dict(), "global_step": 0}, weights / "wav2lip" / "lipsync_expert.pth")
     (weights / "audio").mkdir()
     encoder = AudioEncoder().state_dict()
-    torch.save({k.removeprefix("audio_encoder."): v for k, v in encoder.items()}, weights / "audio" / "audio_visual_encoder.pth")
+    torch.save(
+        {k.removeprefix("audio_encoder."): v for k, v in encoder.items()},
+        weights / "audio" / "audio_visual_encoder.pth",
+    )
     config = Wav2Vec2Config(
         hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, conv_dim=(16, 16),
         conv_stride=(5, 4), conv_kernel=(10, 8), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
@@ -84,6 +88,12 @@ def test_the_debug_configs_chain_as_the_readme_shows(in_workdir: Path) -> None:
     assert torch.load(stage2, weights_only=True)["global_step"] == 3
     refined = load_lac_stage(stage2)
     assert refined.refiner is not None and refined.info.styles  # the style names came with the data
+    # stage 2 also starts from a release lac.pth (its audio_encoder.pth beside it)
+    assert main(["export", "--checkpoint", str(stage1), "--out", "release/stage1"]) == 0
+    fit("-c", debug("lac/refiner_debug.yaml"), "--model.init_args.liveportrait_size=tiny", "--trainer.max_steps=1",
+        "--model.init_args.expression=release/stage1/lac.pth",
+        "--trainer.default_root_dir=runs/from_release")  # fmt: skip
+    assert load_lac_stage("runs/from_release/checkpoints/last.ckpt").refiner is not None
     fit("-c", debug("emc/emotion_debug.yaml"), "--trainer.max_epochs=1")
     emc = load_emc_stage("runs/debug/emc/checkpoints/last.ckpt")
     assert emc.info.kind == "emc" and "video" in emc.sources
@@ -118,8 +128,8 @@ def test_the_paper_configs_run_at_debug_sizes(in_workdir: Path, synthetic_corpus
     fit("-c", str(emc / "emotion.yaml"), *emotion)
     fit("-c", str(emc / "emotion.yaml"), "-c", str(emc / "emotion_audio.yaml"), *emotion)
     assert set(load_emc_stage("runs/emc_audio/checkpoints/last.ckpt").sources) == {"audio", "video"}
-    fit("-c", str(EXPERIMENTS / "quickstart" / "expression.yaml"), *CPU[:-2], *data, "--trainer.max_steps=2",
-        "--model.init_args.n_styles=2", "--trainer.logger=false")  # fmt: skip
+    fit("-c", str(EXPERIMENTS / "quickstart" / "expression.yaml"), *CPU, *data, "--trainer.max_steps=2",
+        "--model.init_args.n_styles=2", "--trainer.check_val_every_n_epoch=1")  # fmt: skip
     assert Path("outputs/quickstart/checkpoints/last.ckpt").is_file()
 
 
@@ -127,9 +137,25 @@ def test_the_target_is_one_value_for_model_and_data(in_workdir: Path, synthetic_
     """``target`` is the model's; the data module takes it (so no config can train lips on all-keypoint targets)."""
     from pctalk.cli import lightning_cli
 
-    args = ["fit", "-c", str(EXPERIMENTS / "lac" / "expression_debug.yaml"), "-c",
-            str(EXPERIMENTS / "lac" / "ablation" / "all_keypoints.yaml"), f"--data.init_args.root={synthetic_corpus}"]
+    args = [
+        "-c",
+        str(EXPERIMENTS / "lac" / "expression_debug.yaml"),
+        "-c",
+        str(EXPERIMENTS / "lac" / "ablation" / "all_keypoints.yaml"),
+        f"--data.init_args.root={synthetic_corpus}",
+    ]
     cli = lightning_cli(args, run=False)
     assert cli.model.target == "all" and cli.datamodule.target == "all"
     with pytest.raises(SystemExit):  # the data module's copy is not an option of its own
         lightning_cli([*args, "--data.init_args.target=lips"], run=False)
+
+
+def test_help_documents_every_size(capsys: pytest.CaptureFixture[str]) -> None:
+    for task, sizes in (("ExpressionTask", "PredictorConfig"), ("EmotionTask", "EmotionConfig")):
+        with pytest.raises(SystemExit) as done:
+            main(["fit", "--model.help", f"pctalk.tasks.{task}"])
+        assert done.value.code == 0
+        out = capsys.readouterr().out
+        assert "--model.predictor.d_model" in out and "Token width (paper and official release: 512)" in out, sizes
+        assert "Adam learning rate" in out
+    assert "Layers of the emotion-conditioning decoder" in out

@@ -61,33 +61,25 @@ def test_predict_windows_warm_starts_from_the_previous_tail() -> None:
 # -- Kalman -----------------------------------------------------------------------------------------------------------
 
 
-def reference_rts(z: np.ndarray, q: float, r: float) -> np.ndarray:
-    """A textbook scalar random-walk Kalman filter and Rauch-Tung-Striebel smoother, one series at a time."""
-    n = len(z)
-    xf, pf, pp = np.zeros(n), np.zeros(n), np.zeros(n)
-    xf[0], pf[0], pp[0] = z[0], r, r
-    for t in range(1, n):
-        x_pred, p_pred = xf[t - 1], pf[t - 1] + q
-        k = p_pred / (p_pred + r)
-        xf[t], pf[t], pp[t] = x_pred + k * (z[t] - x_pred), (1 - k) * p_pred, p_pred
-    xs = xf.copy()
-    for t in range(n - 2, -1, -1):
-        xs[t] = xf[t] + pf[t] / pp[t + 1] * (xs[t + 1] - xf[t])
-    return xs
+def test_kalman_equals_pykalman_as_the_official_release_uses_it() -> None:
+    """The official release smooths with pykalman's KalmanFilter (initial state the first frame, transition 1e-5,
+    observation 1e-6, every coordinate together) and leaves sequences under three frames alone."""
+    from pykalman import KalmanFilter
 
-
-def test_kalman_equals_the_reference_smoother_batched() -> None:
     rng = np.random.default_rng(0)
-    x = np.cumsum(rng.normal(0, 0.003, (80, 6, 3)), axis=0) + rng.normal(0, 0.001, (80, 6, 3))
-    ours = kalman_smooth(torch.from_numpy(x).float(), 1e-5, 1e-6).numpy()
-    for k in range(6):
-        for c in range(3):
-            np.testing.assert_allclose(ours[:, k, c], reference_rts(x[:, k, c], 1e-5, 1e-6), atol=1e-6)
+    x = (np.cumsum(rng.normal(0, 0.003, (80, 6, 3)), axis=0) + rng.normal(0, 0.001, (80, 6, 3))).astype(np.float32)
+    flat = x.reshape(80, -1)
+    reference = KalmanFilter(
+        initial_state_mean=flat[0], n_dim_obs=18, transition_covariance=1e-5 * np.eye(18),
+        observation_covariance=1e-6 * np.eye(18),
+    ).smooth(flat)[0].reshape(x.shape)  # fmt: skip
+    np.testing.assert_allclose(kalman_smooth(torch.from_numpy(x)).numpy(), reference, atol=1e-7, rtol=0)
     noisy = np.sin(np.linspace(0, 3, 200)) + rng.normal(0, 0.05, 200)
     smooth = kalman_smooth(torch.from_numpy(noisy), 1e-4, 1e-2).numpy()
     assert np.abs(np.diff(smooth)).mean() < 0.3 * np.abs(np.diff(noisy)).mean()
-    one = torch.ones(1, 6, 3)
-    assert torch.equal(kalman_smooth(one), one)
+    for n in (1, 2):
+        short = torch.randn(n, 6, 3)
+        assert torch.equal(kalman_smooth(short), short)
 
 
 # -- pose and timelines -----------------------------------------------------------------------------------------------
@@ -285,3 +277,18 @@ def test_cli_generate_and_its_errors(release: Path, liveportrait_weights: Path, 
     assert "missing pretrained file" in err and "pctalk weights check --root" in err
     assert main([*common, "--text", "Hi."]) == 2
     assert "nothing to write" in capsys.readouterr().err
+
+
+def test_every_generate_option_is_documented(capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from pctalk.inference.cli import _parser
+
+    parser = _parser()
+    undocumented = [a.option_strings for a in parser._actions if not a.help or a.help == argparse.SUPPRESS]
+    assert undocumented == []
+    with pytest.raises(SystemExit):
+        main(["generate", "--help"])
+    out = capsys.readouterr().out
+    for option in ("--liveportrait-size", "--refiner", "--refine-after-emotion", "--cropper", "static"):
+        assert option in out

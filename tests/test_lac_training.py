@@ -114,6 +114,25 @@ def test_a_stream_whose_every_sample_fails_stops_with_the_reason(synthetic_corpu
             next(iter(dm.train_dataloader()))
 
 
+def test_a_split_without_validation_identities_trains_without_validation(
+    synthetic_corpus: Path, tmp_path: Path
+) -> None:
+    """As a MEAD build whose identities are the test ones plus one training speaker: val.txt lists nothing."""
+    import shutil
+
+    root = tmp_path / "shards"
+    shutil.copytree(synthetic_corpus, root)
+    (root / "val.txt").write_text("")
+    dm = ShardDataModule(str(root), window=10, batch_size=2, audio="mel", samples_per_epoch=4)
+    with pytest.warns(UserWarning, match=r"no validation shards .*Training runs without validation.*--split-file"):
+        assert dm.val_dataloader() == []
+    trainer = Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_progress_bar=False,
+                      default_root_dir=tmp_path, enable_model_summary=False)  # fmt: skip
+    with pytest.warns(UserWarning, match="no validation shards"):
+        trainer.fit(ExpressionTask(**TINY), datamodule=dm)
+    assert trainer.global_step == 2
+
+
 def test_too_few_shards_for_ranks_and_workers() -> None:
     with pytest.raises(ValueError, match="need at least 8"):
         rank_shards([f"s{i}.tar" for i in range(5)], rank=0, world_size=2, workers=4)

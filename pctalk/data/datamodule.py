@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 import webdataset as wds
+from lightning.pytorch.utilities import rank_zero_warn
 
 from pctalk.data.base import BaseDataModule
 from pctalk.data.examples import clip_example
@@ -138,9 +139,20 @@ class ShardDataModule(BaseDataModule):
             return None
         return trainer.current_epoch, trainer.fit_loop.epoch_loop.batch_progress.current.processed
 
-    def val_dataloader(self) -> wds.WebLoader:
+    def val_dataloader(self) -> wds.WebLoader | list:
+        """This rank's validation batches; none (with a warning) when the split has no validation identity, so that
+        training still runs."""
         rank, world = self._rank()
         urls, _ = self.shards("val")
+        if not urls:
+            roots = ", ".join(str(r / "val.txt") for r in self.roots)
+            rank_zero_warn(
+                f"no validation shards ({roots} lists none: no identity went to the val split). Training runs "
+                f"without validation, and a ModelCheckpoint that monitors a val/ metric keeps only last.ckpt. To "
+                f"validate, rebuild with a validation identity: pctalk-data build ... --split-file FILE (lines "
+                f"'identity val')."
+            )
+            return []
         mine = rank_shards(urls, rank, world, train=False)
         workers = min(self.num_workers, len(mine))
         pipeline = shard_pipeline(mine, self._example(False), self.batch_size, keep=self._keep())

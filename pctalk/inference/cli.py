@@ -33,12 +33,21 @@ def _parser() -> argparse.ArgumentParser:
     io.add_argument("--save-motion", help="also write the driven motion as .npz")
     io.add_argument("--keypoint-video", help="also write a video of the 21 keypoints (needs no LivePortrait)")
     models = p.add_argument_group("models")
-    models.add_argument("--lac", required=True, help="LAC: a training checkpoint (.ckpt) or the release lac.pth")
-    models.add_argument("--emc", help="EMC for emotions: a training checkpoint or the release emc.pth")
-    models.add_argument("--audio-encoder", help="the audio encoder for a release lac.pth / emc.pth")
+    models.add_argument(
+        "--lac",
+        required=True,
+        help="LAC: a training checkpoint (.ckpt), or a lac.pth of pctalk or the official release",
+    )
+    models.add_argument(
+        "--emc", help="EMC for emotions: a training checkpoint, or an emc.pth of pctalk or the official release"
+    )
+    models.add_argument("--audio-encoder", help="the audio encoder of a release lac.pth / emc.pth (default: beside it)")
+    models.add_argument("--refiner", help="a separate lip refiner file (the official release's {'model_ft': ...})")
     models.add_argument("--weights", help="the weights root with liveportrait/ (and the crop models); needed to render")
-    models.add_argument("--cropper", choices=("liveportrait", "opencv"), default="liveportrait")
-    models.add_argument("--liveportrait-size", choices=("official", "tiny"), default="official", help=argparse.SUPPRESS)
+    models.add_argument("--cropper", choices=("liveportrait", "opencv"), default="liveportrait",
+                        help="face detection: LivePortrait's ONNX models, or OpenCV's (no files)")  # fmt: skip
+    models.add_argument("--liveportrait-size", choices=("official", "tiny"), default="official",
+                        help="the sizes of the LivePortrait files (tiny: the test suite's random ones)")  # fmt: skip
     models.add_argument("--device", help="cuda, cpu, ... (default: cuda when available)")
     models.add_argument(
         "--audio-precision",
@@ -62,15 +71,22 @@ def _parser() -> argparse.ArgumentParser:
     emotion.add_argument("--emotion-from-video", help="a face video whose expression to use")
     other = p.add_argument_group("other")
     other.add_argument("--controls", help="timeline.json keyframing any control over time")
-    other.add_argument("--pose-template", default="builtin", help="head motion for image sources: builtin or a .npz")
+    other.add_argument("--pose-template", default="builtin",
+                       help="head motion for image sources: builtin, a .npz, or static (its own pose)")  # fmt: skip
     other.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=True, help="Kalman-smooth the lips")
     other.add_argument("--smooth-emotion", action="store_true", help="Kalman-smooth the emotional deformation too")
     other.add_argument("--refine", action=argparse.BooleanOptionalAction, default=True,
-                       help="run the LAC lip refiner after EMC (when the LAC checkpoint has one)")  # fmt: skip
+                       help="run the LAC lip refiner inside each window, before the lip controls and EMC (when the LAC "
+                       "checkpoint has one)")  # fmt: skip
+    other.add_argument(
+        "--refine-after-emotion",
+        action="store_true",
+        help="refine the final lips after EMC instead (pctalk 0.1's order; can undo --lip-scale)",
+    )
     other.add_argument("--pasteback", action=argparse.BooleanOptionalAction, default=True,
                        help="paste the face back into the source frame (else the 512x512 render)")  # fmt: skip
-    other.add_argument("--window", type=int, default=25, help="frames per prediction window")
-    other.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+    other.add_argument("--window", type=int, help="frames per prediction window (default: each checkpoint's own)")
+    other.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="show progress bars")
     return p
 
 
@@ -107,6 +123,7 @@ def generate_main(argv: Sequence[str]) -> int:
             smooth=args.smooth,
             smooth_emotion=args.smooth_emotion,
             refine=args.refine,
+            refine_after_emotion=args.refine_after_emotion,
             pose_template=args.pose_template,
             pasteback=args.pasteback,
             window=args.window,
@@ -119,6 +136,7 @@ def generate_main(argv: Sequence[str]) -> int:
             args.emc,
             weights=args.weights if (needs_weights or args.source) else None,
             audio_encoder=args.audio_encoder,
+            refiner=args.refiner,
             cropper=args.cropper,
             liveportrait_size=args.liveportrait_size,
             device=args.device,

@@ -22,17 +22,18 @@ def kalman_smooth(
 ) -> torch.Tensor:
     """Smooth ``x (T, ...)`` along its first dimension; every other coordinate is an independent series.
 
-    The first observation initialises the state (its variance is the observation variance).
+    As the official release (pykalman's ``KalmanFilter(initial_state_mean=x[0], ...).smooth``): the state starts at
+    the first observation with unit variance; sequences shorter than three frames are returned unchanged.
     """
     n = x.shape[0]
-    if n < 2:
+    if n < 3:
         return x.clone()
     z = x.reshape(n, -1).double()
     q, r = float(transition_var), float(observation_var)
     means = torch.empty_like(z)
     variances = torch.empty(n, dtype=torch.float64)
     predicted_vars = torch.empty(n, dtype=torch.float64)
-    means[0], variances[0], predicted_vars[0] = z[0], r, r
+    means[0], variances[0], predicted_vars[0] = z[0], r / (1 + r), 1.0  # unit prior variance, then z_0
     for t in range(1, n):  # forward filter (scalar variances: the same for every coordinate)
         p = variances[t - 1] + q
         gain = p / (p + r)

@@ -46,7 +46,8 @@ class EmotionTask(BaseTask):
         text_encoder: sentence-transformers folder (the text source; default the bundled all-MiniLM-L6-v2).
         classifier_weight: weight of the sources' classifier cross-entropy.
         velocity_weight: weight of the velocity L1.
-        lr, weight_decay: Adam.
+        lr: Adam learning rate.
+        weight_decay: Adam weight decay.
     """
 
     target = "all"  # the combined predictor predicts every keypoint

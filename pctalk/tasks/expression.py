@@ -40,7 +40,8 @@ class ExpressionTask(BaseTask):
             ``load_audio_encoder`` reads), kept frozen; ``None`` trains one from scratch with the predictor.
         audio_encoder_width: width of the encoder trained from scratch (1 = the published size).
         velocity_weight: weight of the velocity L1.
-        lr, weight_decay: Adam.
+        lr: Adam learning rate.
+        weight_decay: Adam weight decay.
     """
 
     def __init__(

@@ -50,7 +50,8 @@ class LipRefinerTask(BaseTask):
         liveportrait_size: sizes of the LivePortrait files (``tiny`` is for tests).
         sync_weight, keypoint_weight, correction_weight: weights of the three losses.
         noise_std: Gaussian noise added to the refiner's input in training.
-        lr, weight_decay: Adam.
+        lr: Adam learning rate.
+        weight_decay: Adam weight decay.
     """
 
     def __init__(
