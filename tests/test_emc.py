@@ -180,3 +180,15 @@ def test_emc_round_trip(tmp_path: Path, predictor: EmotionPredictor) -> None:
     torch.testing.assert_close(emc.classifier.weight, classifier.weight)
     reference = torch.randn(1, 20, 21, 3)
     torch.testing.assert_close(emc.sources["video"](reference), video(reference), atol=0, rtol=0)
+
+
+def test_the_conditioning_of_all_windows_at_once_equals_one_window_at_a_time(predictor: EmotionPredictor) -> None:
+    from pctalk.models.windows import window_plan
+
+    audio, emotion = torch.randn(2, 58, 64), predictor.embed(torch.tensor([1, 6]))
+    plan = window_plan(58, 25)
+    batched = predictor.window_memories(audio, emotion, plan)
+    for w in plan:
+        alone = predictor.memory(audio[:, w.start : w.stop], emotion)
+        assert batched[w].shape == alone.shape
+        torch.testing.assert_close(batched[w], alone, atol=1e-6, rtol=0)

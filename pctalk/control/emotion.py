@@ -17,7 +17,7 @@ import torch
 
 from pctalk.keypoints.regions import region as region_indices
 from pctalk.models.emotion_predictor import EmotionPredictor
-from pctalk.models.windows import predict_windows
+from pctalk.models.windows import predict_windows, window_plan
 
 __all__ = ["DEFAULT_INTENSITY", "EmotionTerm", "compose", "pure_emotion", "pure_emotions", "replace_region"]
 
@@ -61,7 +61,9 @@ def pure_emotions(
     if window is None:
         out = predictor.generate(audio_k, style_k, rows)
     else:
-        out = predict_windows(lambda a, warm, _: predictor.generate(a, style_k, rows, warm), audio_k, window)
+        with torch.no_grad():  # the conditioning of every window at once: it does not depend on the warm start
+            memories = predictor.window_memories(audio_k, rows, window_plan(t, window))
+        out = predict_windows(lambda _, warm, w: predictor.decoder.decode(memories[w], style_k, warm), audio_k, window)
     return (out[:k] - out[k:]).view(k, t, 21, 3)
 
 

@@ -16,6 +16,8 @@ Either way an untrained model predicts the same motion for every emotion (a zero
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -23,6 +25,7 @@ from torch import nn
 from pctalk.models.config import EmotionConfig
 from pctalk.models.decoder import Decoder, KVCache, PeriodicPositionalEncoding, alibi_bias
 from pctalk.models.expression_predictor import ExpressionPredictor
+from pctalk.models.windows import Window
 
 __all__ = ["EmotionAudioEncoder", "EmotionConditionDecoder", "EmotionPredictor"]
 
@@ -125,6 +128,19 @@ class EmotionPredictor(nn.Module):
         if self.autoregressive:
             return self.emotion_decoder(audio_feat, emotion)
         return self.decoder.audio_feature_map(self.emotion_encoder(audio_feat, emotion))
+
+    def window_memories(
+        self, audio_feat: torch.Tensor, emotion: torch.Tensor, windows: Sequence[Window]
+    ) -> dict[Window, torch.Tensor]:
+        """:meth:`memory` of each window of ``audio_feat (B, N, A)``: ``(B, length, d)`` per window. The
+        autoregressive conditioning runs once for all windows (batched, the last one padded at its end, which a
+        causal decoder does not see); the encoder conditioning, which sees its whole window, one window at a time."""
+        if not self.autoregressive or len(windows) < 2:
+            return {w: self.memory(audio_feat[:, w.start : w.stop], emotion) for w in windows}
+        b, length = audio_feat.shape[0], max(w.stop - w.start for w in windows)
+        pieces = [F.pad(audio_feat[:, w.start : w.stop], (0, 0, 0, length - (w.stop - w.start))) for w in windows]
+        memory = self.memory(torch.cat(pieces), emotion.repeat(len(windows), 1))  # (W * B, length, d)
+        return {w: memory[i * b : (i + 1) * b, : w.stop - w.start] for i, w in enumerate(windows)}
 
     def forward(
         self, audio_feat: torch.Tensor, style: torch.Tensor, emotion: torch.Tensor, target: torch.Tensor
