@@ -265,18 +265,23 @@ def _official_lac(found: Found, path: Path) -> tuple[ExpressionPredictor, StageI
     n_styles = int(args.get("person_num") or state["obj_vector.weight"].shape[1])
     period = official.infer_period(model, args)
     out_dim = state["vertice_map.weight"].shape[1]
-    config = PredictorConfig(
-        d_model=state["audio_feature_map.weight"].shape[0],
-        n_layers=len({k.split(".")[2] for k in state if k.startswith("transformer_decoder.layers.")}),
-        ff_dim=state["transformer_decoder.layers.0.linear1.weight"].shape[0],
-        period=period,
-        style_bias="obj_vector.bias" in state,
-    )
+    config = PredictorConfig(**_decoder_sizes(state), period=period)
     audio_dim = state["audio_feature_map.weight"].shape[1]
     info = found.info or StageInfo("lac", n_styles, config, audio_dim, "lips" if out_dim == 18 else "all", period)
     predictor = load_state_dict_strict(ExpressionPredictor(n_styles, out_dim, audio_dim, config), state, path)
     refiner = _official_refiner(found.obj, path) if "model_ft" in found.obj else None
     return predictor, info, refiner
+
+
+def _decoder_sizes(state: Mapping[str, torch.Tensor], prefix: str = "") -> dict[str, Any]:
+    """The sizes a state dict's decoder under ``prefix`` implies (the heads are not in the weights: the official 4)."""
+    layers = {k[len(prefix) :].split(".")[2] for k in state if k.startswith(f"{prefix}transformer_decoder.layers.")}
+    sizes: dict[str, Any] = {"n_layers": len(layers)}
+    if f"{prefix}obj_vector.weight" in state:  # a main decoder (not the emotion-conditioning one)
+        sizes["d_model"] = state[f"{prefix}vertice_map.weight"].shape[0]
+        sizes["ff_dim"] = state[f"{prefix}transformer_decoder.layers.0.linear1.weight"].shape[0]
+        sizes["style_bias"] = f"{prefix}obj_vector.bias" in state
+    return sizes
 
 
 def load_lac_stage(
@@ -378,14 +383,10 @@ def _official_emc(found: Found, path: Path) -> tuple[EmotionPredictor, StageInfo
     state = official.from_official_emc(model)
     period = official.infer_period(model, args)
     n_styles = int(args.get("person_num") or state["decoder.obj_vector.weight"].shape[1])
-    layers = {k.split(".")[3] for k in state if k.startswith("emotion_decoder.transformer_decoder.layers.")}
     config = EmotionConfig(
-        d_model=state["decoder.audio_feature_map.weight"].shape[0],
-        n_layers=len({k.split(".")[3] for k in state if k.startswith("decoder.transformer_decoder.layers.")}),
-        ff_dim=state["decoder.transformer_decoder.layers.0.linear1.weight"].shape[0],
+        **_decoder_sizes(state, "decoder."),
         period=period,
-        style_bias="decoder.obj_vector.bias" in state,
-        emotion_layers=len(layers),
+        emotion_layers=_decoder_sizes(state, "emotion_decoder.")["n_layers"],
         n_emotions=state["emotion_embedding.weight"].shape[1],
     )
     audio_dim = state["decoder.audio_feature_map.weight"].shape[1]
