@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -106,6 +107,12 @@ def enumerate_clips(dataset: str, root: str | Path) -> list[ClipSource]:
     if not root.is_dir():
         raise FileNotFoundError(f"dataset root {root} does not exist")
     clips = sorted(ADAPTERS[dataset](root), key=lambda c: c.key)
+    for a, b in itertools.pairwise(clips):
+        if a.key == b.key:
+            raise ValueError(
+                f"{a.video} and {b.video} would both be clip {a.key!r} (the same identity and clip name in "
+                f"{dataset}'s layout); rename one of them so that each clip is written once"
+            )
     if not clips:
         doc = (ADAPTERS[dataset].__doc__ or "").split("\n\n")[0].replace("\n", " ")
         raise ValueError(f"no {dataset} clips found under {root}; expected {doc}")

@@ -19,6 +19,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from eval.networks.emotion_fan import EmotionFAN, preprocess_faces
 from pctalk.data.datamodule import ShardDataModule
 from pctalk.data.schema import EMOTIONS, Clip, SchemaError
+from pctalk.data.synthetic import SyntheticCorpus
 from pctalk.tasks.base import BaseTask
 from pctalk.weights.io import save_checkpoint
 
@@ -49,9 +50,8 @@ class EmotionFaceDataModule(ShardDataModule):
         emotions: only these emotions (all eight by default).
         samples_per_epoch: videos per epoch over all ranks (default: the number of training clips).
         shuffle_buffer: training samples held for shuffling in each worker.
-        synthesize_if_missing: write the synthetic corpus (with face crops) of this many clips if ``root`` is empty.
-        synthetic_identities: identities of that corpus.
-        synthetic_face_frames: face crops per clip in that corpus.
+        synthetic: the offline synthetic corpus (with ``face_frames`` crops per clip) to write when ``root`` is its
+            folder and has no shards yet; never written anywhere else.
         seed: seed of the shard resampling and frame choice.
     """
 
@@ -64,26 +64,13 @@ class EmotionFaceDataModule(ShardDataModule):
         emotions: list[str] | None = None,
         samples_per_epoch: int | None = None,
         shuffle_buffer: int = 64,
-        synthesize_if_missing: int = 0,
-        synthetic_identities: int = 8,
-        synthetic_face_frames: int = 8,
+        synthetic: SyntheticCorpus | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__(root=root, batch_size=batch_size, num_workers=num_workers, emotions=emotions,
-                         samples_per_epoch=samples_per_epoch, shuffle_buffer=shuffle_buffer,
-                         synthesize_if_missing=synthesize_if_missing, synthetic_identities=synthetic_identities,
+                         samples_per_epoch=samples_per_epoch, shuffle_buffer=shuffle_buffer, synthetic=synthetic,
                          seed=seed)  # fmt: skip
-        self.frames, self.synthetic_face_frames = frames, synthetic_face_frames
-
-    def prepare_data(self) -> None:
-        if not self.synthesize_if_missing:
-            return
-        for root in self.roots:
-            if not (root / "train.txt").is_file():
-                from pctalk.data.synthetic import synth
-
-                synth(root, clips=self.synthesize_if_missing, identities=self.synthetic_identities, progress=False,
-                      face_frames=self.synthetic_face_frames)  # fmt: skip
+        self.frames = frames
 
     def _example(self, train: bool):
         return functools.partial(_face_example, frames=self.frames)

@@ -68,6 +68,11 @@ class Method:
     def __post_init__(self) -> None:
         if (self.videos is None) == (self.lac is None):
             raise ValueError(f"method {self.name!r}: give either `videos` (a folder) or `lac` (to generate)")
+        if self.videos is not None and not Path(self.videos).is_dir():
+            raise ValueError(
+                f"method {self.name!r}: its videos folder {self.videos} does not exist; give the folder holding that "
+                f"method's <clip key>.mp4 files"
+            )
         if self.input not in ("video", "image"):
             raise ValueError(f"method {self.name!r}: input must be 'video' or 'image', got {self.input!r}")
 

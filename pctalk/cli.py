@@ -9,6 +9,7 @@ by a config (``-c`` may be repeated to compose configs). Tool verbs are plain fu
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import warnings
@@ -147,11 +148,52 @@ def lightning_cli(args: Sequence[str] | None = None, run: bool = True) -> Any:
     )
 
 
+def _check_ckpt_path(argv: Sequence[str]) -> None:
+    """Refuse a ``--ckpt_path`` holding pickled code by its name, before LightningCLI reads its hyper-parameters."""
+    from pctalk.weights import load_checkpoint
+
+    for i, arg in enumerate(argv):
+        path = arg.split("=", 1)[1] if arg.startswith("--ckpt_path=") else None
+        if arg == "--ckpt_path" and i + 1 < len(argv):
+            path = argv[i + 1]
+        if path and path not in ("last", "best", "hpc", "null"):
+            load_checkpoint(path, mmap=True)
+
+
+def _broken_config(argv: Sequence[str]) -> str | None:
+    """A message naming the first config file (``-c`` / ``--config``) that is missing or not valid YAML."""
+    import yaml
+
+    for flag, path in itertools.pairwise(argv):
+        if flag not in ("-c", "--config"):
+            continue
+        if not os.path.isfile(path):
+            return f"config file {path} not found"
+        try:
+            with open(path) as fh:
+                yaml.safe_load(fh)
+        except yaml.YAMLError as err:
+            return f"{path} is not valid YAML: {err}"
+    return None
+
+
 def main(args: Sequence[str] | None = None) -> int:
     """Run ``pctalk`` with ``args`` (default: ``sys.argv[1:]``); returns the exit status."""
     argv = list(sys.argv[1:] if args is None else args)
     if argv and argv[0] in TRAINER_VERBS:
-        lightning_cli(None if args is None else argv)
+        from pctalk.commands import _user_errors
+
+        if (broken := _broken_config(argv)) is not None:
+            print(f"pctalk {argv[0]}: error: {broken}", file=sys.stderr)
+            return 2
+        try:
+            _check_ckpt_path(argv)
+            lightning_cli(None if args is None else argv)
+        except _user_errors() as err:  # missing shards, a refused checkpoint ...: the message says what to do
+            if os.environ.get("PCTALK_DEBUG"):
+                raise
+            print(f"pctalk {argv[0]}: error: {err}  (PCTALK_DEBUG=1 shows the traceback)", file=sys.stderr)
+            return 2
         return 0
     help_text = usage(
         "pctalk",

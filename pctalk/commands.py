@@ -101,9 +101,9 @@ def run_commands(commands: Commands, args: Sequence[str], prog: str) -> int:
     """Parse ``args`` against ``commands`` and call the chosen function; an int it returns is the exit status."""
     parser = _build(commands, prog)
     cfg = parser.parse_args(list(args))
-    cfg = parser.instantiate(cfg).as_dict()
-    cfg.pop("config", None)
     try:
+        cfg = parser.instantiate(cfg).as_dict()  # dataclass options check their values here
+        cfg.pop("config", None)
         result = _call(commands, cfg)
     except _user_errors() as err:  # bad input or missing files: the message says what to do; no traceback
         if os.environ.get("PCTALK_DEBUG"):

@@ -17,8 +17,8 @@ from pctalk.data.schema import EMOTIONS
 
 def test_emotion_classifier_trains_and_exports(run_cli, tmp_path: Path) -> None:
     run_cli(["fit", "-c", REPO / "experiments/eval/emotion_classifier_debug.yaml",
-             "--data.init_args.root", tmp_path / "synth", "--trainer.default_root_dir", tmp_path / "run"],
-            timeout=600)  # fmt: skip
+             "--data.init_args.root", tmp_path / "synth", "--data.init_args.synthetic.folder", tmp_path / "synth",
+             "--trainer.default_root_dir", tmp_path / "run"], timeout=600)  # fmt: skip
     export = tmp_path / "run" / "emotion_fan.pth.tar"
     assert export.is_file()
     ckpt = torch.load(export, weights_only=True)

@@ -37,6 +37,26 @@ def _read_soundfile(path: Path) -> tuple[np.ndarray, int]:
     return data.T, rate
 
 
+def _wav_truncation(path: Path) -> tuple[int, int] | None:
+    """``(declared, present)`` bytes of a RIFF WAV's ``data`` chunk when the file holds less than its header says
+    (a copy or download cut short); ``None`` for a whole file, another format, or a streamed WAV whose header leaves
+    the size open (0 or 0xFFFFFFFF)."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        if fh.read(4) != b"RIFF":
+            return None
+        fh.seek(12)
+        while True:
+            header = fh.read(8)
+            if len(header) < 8:
+                return None
+            chunk, length = header[:4], int.from_bytes(header[4:], "little")
+            if chunk == b"data":
+                present = size - fh.tell()
+                return (length, present) if 0 < length < 0xFFFFFFFF and present < length else None
+            fh.seek(length + (length & 1), os.SEEK_CUR)
+
+
 def _read_av(path: Path) -> tuple[np.ndarray, int]:
     import av
 
@@ -71,11 +91,18 @@ def load_audio(path: str | os.PathLike[str], sample_rate: int = 16000) -> torch.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        AudioLoadError: the file is unreadable, has no audio stream, or its audio stream is empty.
+        AudioLoadError: the file is unreadable, truncated (a WAV holding less than its header declares), has no
+            audio stream, or its audio stream is empty.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"audio file not found: {path}")
+    if path.suffix.lower() == ".wav" and (cut := _wav_truncation(path)) is not None:
+        declared, present = cut
+        raise AudioLoadError(
+            f"{path} is truncated: its header declares {declared} bytes of audio but the file holds {present} "
+            f"({100 * present / declared:.0f}%). Copy or download it again, or re-export it."
+        )
     try:
         if path.suffix.lower() in _SOUNDFILE_EXTS:
             try:

@@ -16,6 +16,7 @@ from pctalk.data.examples import clip_example
 from pctalk.data.pipeline import TrainLoader, TrainStream, batches_per_worker, rank_shards, shard_pipeline
 from pctalk.data.schema import ClipMeta
 from pctalk.data.styles import read_styles
+from pctalk.data.synthetic import SyntheticCorpus
 
 __all__ = ["ShardDataModule"]
 
@@ -36,9 +37,8 @@ class ShardDataModule(BaseDataModule):
         extras: inputs of the learned emotion sources to add (``raw_audio``, ``reference_exp``, ``text``).
         samples_per_epoch: examples per epoch over all ranks (default: the number of training clips).
         shuffle_buffer: training samples held for shuffling in each worker.
-        synthesize_if_missing: if ``root`` has no shards, write the synthetic corpus of this many clips there
-            first (0 = never; the quickstart uses it).
-        synthetic_identities: identities of that corpus.
+        synthetic: the offline synthetic corpus to write when ``root`` is its folder and has no shards yet (the
+            quickstart and the ``_debug`` configs); never written anywhere else.
         seed: seed of the shard resampling and window choice.
     """
 
@@ -55,8 +55,7 @@ class ShardDataModule(BaseDataModule):
         extras: list[str] | None = None,
         samples_per_epoch: int | None = None,
         shuffle_buffer: int = 64,
-        synthesize_if_missing: int = 0,
-        synthetic_identities: int = 8,
+        synthetic: SyntheticCorpus | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__(batch_size=batch_size, num_workers=num_workers)
@@ -65,17 +64,12 @@ class ShardDataModule(BaseDataModule):
         self.emotions = None if emotions is None else tuple(emotions)
         self.extras = tuple(extras or ())
         self.samples_per_epoch, self.shuffle_buffer, self.seed = samples_per_epoch, shuffle_buffer, seed
-        self.synthesize_if_missing, self.synthetic_identities = synthesize_if_missing, synthetic_identities
+        self.synthetic = synthetic
 
     def prepare_data(self) -> None:
         """Write the synthetic corpus where it is asked for and missing (once, on the first process of a node)."""
-        if not self.synthesize_if_missing:
-            return
-        for root in self.roots:
-            if not (root / "train.txt").is_file():
-                from pctalk.data.synthetic import synth
-
-                synth(root, clips=self.synthesize_if_missing, identities=self.synthetic_identities, progress=False)
+        if self.synthetic is not None:
+            self.synthetic.ensure(self.roots)
 
     def styles(self) -> dict[str, str]:
         """Style id -> identity over the roots (``styles.json``); ids claimed by several datasets list them all."""

@@ -20,9 +20,11 @@ how to rebuild.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
+import unicodedata
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -54,12 +56,21 @@ class SchemaError(ValueError):
 
 
 def _safe(part: str) -> str:
-    """A key component without dots or slashes (WebDataset splits member names at the first dot)."""
-    return re.sub(r"[^A-Za-z0-9_\-]+", "_", str(part)).strip("_") or "_"
+    """A key component of ASCII letters, digits, ``_`` and ``-`` only (WebDataset splits member names at the first
+    dot). A name that is already such is kept; any other (spaces, punctuation, other scripts) becomes its closest
+    ASCII form plus a hash of the original, so two different names never share a component (``talk 1`` and ``talk_1``,
+    two names in Cyrillic) and the same name always gives the same one (a resumed build finds its clips)."""
+    part = str(part)
+    if re.fullmatch(r"[A-Za-z0-9_\-]+", part):
+        return part
+    ascii_form = unicodedata.normalize("NFKD", part).encode("ascii", "ignore").decode()
+    stem = re.sub(r"[^A-Za-z0-9_\-]+", "_", ascii_form).strip("_")[:40]
+    digest = hashlib.sha1(part.encode("utf-8")).hexdigest()[:8]
+    return f"{stem}-{digest}" if stem else f"u{digest}"
 
 
 def clip_key(dataset: str, identity: str, clip: str) -> str:
-    """``<dataset>/<identity>/<clip>`` with each part made safe for a tar member name."""
+    """``<dataset>/<identity>/<clip>`` with each part made safe for a tar member name, unique for any names."""
     return "/".join(_safe(p) for p in (dataset, identity, clip))
 
 

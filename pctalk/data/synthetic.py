@@ -18,9 +18,14 @@ every training stage runs and learns, not to make a talking face.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -31,8 +36,14 @@ from pctalk.data.schema import EMOTIONS, Clip, ClipMeta, ClipMotion, clip_key
 from pctalk.data.styles import write_styles
 from pctalk.data.writer import ShardSink, write_index
 from pctalk.keypoints.regions import BROWS, EYES, LIPS
+from pctalk.weights.io import atomic_write
 
-__all__ = ["SENTENCES", "synth", "template_keypoints", "visemes"]
+__all__ = ["MARKER", "SENTENCES", "SyntheticCorpus", "synth", "template_keypoints", "visemes"]
+
+#: The file that marks a folder as a synthetic corpus (written first, with the corpus's settings).
+MARKER = "synthetic.json"
+#: What ``synth`` writes into its folder (and may remove again when it rewrites a corpus of its own).
+_OUTPUTS = ("*.tar", "*.tar.tmp", "manifest-j*.jsonl", "sizes.json", "train.txt", "val.txt", "test.txt", "styles.json")
 
 SENTENCES = (
     "The duck ate too many bees before lunch.",
@@ -205,6 +216,50 @@ def _emotion_faces(ref: np.ndarray, emotion: str, level: int, k: int, seed: int)
     return out
 
 
+def _claim(out: Path, settings: dict[str, Any]) -> None:
+    """Make ``out`` this corpus's folder: a new or empty one, or one holding a synthetic corpus already (whose files
+    are removed first, so a rewrite never mixes two corpora). A folder holding anything else is refused: the
+    synthetic corpus is never written into real data."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} is a file, not a folder for the synthetic corpus")
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / MARKER).is_file():
+            raise ValueError(
+                f"{out} already holds other files and is not a synthetic corpus (no {MARKER}): the synthetic corpus "
+                f"is only written into a new or empty folder, never beside real data. Give it a folder of its own."
+            )
+        for pattern in _OUTPUTS:
+            for path in out.glob(pattern):
+                path.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / MARKER, lambda tmp: tmp.write_text(json.dumps({"synthetic": True, **settings}, indent=1)))
+
+
+@dataclass(frozen=True)
+class SyntheticCorpus:
+    """The offline synthetic corpus a data module writes when asked (the quickstart and the ``_debug`` configs).
+
+    It is written into ``folder`` only, and only when the data module's ``root`` names that very folder and it has
+    no ``train.txt`` yet; a folder holding anything but a synthetic corpus is refused. A mistyped ``root`` therefore
+    fails with "train.txt not found" instead of training on invented data.
+    """
+
+    folder: str
+    """The corpus's own folder (a new or empty one the first time)."""
+    clips: int = 64
+    """Clips to write."""
+    identities: int = 8
+    """Speakers (at least 3: the last is test, the one before val, the rest train)."""
+    face_frames: int = 0
+    """Face crops stored per clip (for the emotion classifier)."""
+
+    def ensure(self, roots: Sequence[str | os.PathLike[str]]) -> None:
+        """Write the corpus if one of ``roots`` is its folder and it is not there yet."""
+        folder = Path(self.folder).resolve()
+        if any(Path(r).resolve() == folder for r in roots) and not (folder / "train.txt").is_file():
+            synth(folder, self.clips, self.identities, progress=False, face_frames=self.face_frames)
+
+
 def synth(
     out: str | os.PathLike[str],
     clips: int = 64,
@@ -229,6 +284,7 @@ def synth(
 
     if identities < 3:
         raise ValueError(f"need at least 3 identities (train, val, test), got {identities}")
+    _claim(Path(out), {"clips": clips, "identities": identities, "seed": seed, "face_frames": face_frames})
     rng = np.random.default_rng(seed)
     refs = _reference_faces()
     template = template_keypoints()

@@ -3,7 +3,8 @@ shard is complete, and a per-job manifest records every clip as written or skipp
 
 A manifest line is committed only after the shard holding the clip has been renamed into place, so a job killed
 at any moment leaves no truncated ``.tar`` for readers and no clip recorded that is not really in a shard; the
-rerun deletes the stale ``.tar.tmp`` and redoes its clips.
+rerun deletes the stale ``.tar.tmp`` and redoes its clips, and records the clips of a shard that was renamed but
+not yet recorded (a kill between the two), so that none is written twice.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import tarfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -69,9 +71,25 @@ class ShardSink:
         for stale in self.out.glob(f"*-j{job:03d}-*.tar.tmp"):
             stale.unlink()  # a shard a killed run never finished: its clips are not in the manifest
         self.done = {r["key"]: r for r in read_manifests(self.out, job)}
+        self._reconcile()
         self._writers: dict[str, wds.ShardWriter] = {}
         self._pending: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.written = sum(r["status"] == "written" for r in self.done.values())
+
+    def _reconcile(self) -> None:
+        """Commit the manifest lines of shards a killed run renamed into place but did not record (a kill between
+        the rename and the manifest's fsync): their clips are in a shard, so the rerun must not write them again."""
+        recorded = {r.get("shard") for r in self.done.values()}
+        for shard in sorted(self.out.glob(f"*-j{self.job:03d}-*.tar")):
+            if shard.name in recorded or not _SHARD.search(shard.name):
+                continue
+            records = [
+                {"key": meta["key"], "status": "written", "split": meta["split"], "n_frames": meta["n_frames"],
+                 "shard": shard.name, "recovered": True}
+                for meta in _shard_metas(shard)
+            ]  # fmt: skip
+            append_records(self.manifest, records)
+            self.done.update({r["key"]: r for r in records})
 
     def _next_index(self, split: str) -> int:
         indices = [
@@ -132,6 +150,17 @@ class ShardSink:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _shard_metas(shard: Path) -> list[dict[str, Any]]:
+    """The key, split and frame count of every sample of a shard, from its ``meta.json`` members only."""
+    metas = []
+    with tarfile.open(shard) as tar:
+        for member in tar:
+            if member.name.endswith(".meta.json"):
+                meta = json.loads(tar.extractfile(member).read())  # type: ignore[union-attr]
+                metas.append({"key": member.name.removesuffix(".meta.json"), **meta})
+    return metas
 
 
 def write_index(out_dir: str | os.PathLike[str]) -> dict[str, int]:

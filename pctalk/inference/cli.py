@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 __all__ = ["generate_main"]
 
@@ -90,6 +91,26 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Every output can be written, checked before any work (rendering takes minutes)."""
+    for option, value in (("--out", args.out), ("--keypoint-video", args.keypoint_video),
+                          ("--save-motion", args.save_motion)):  # fmt: skip
+        if not value:
+            continue
+        path = Path(value)
+        if path.is_dir():
+            raise ValueError(f"{option} {path} is a folder; give a file name, e.g. {path / 'out.mp4'}")
+        folder = path.parent
+        while not folder.exists():  # the folders it would create: the first existing one must be writable
+            folder = folder.parent
+        if not folder.is_dir():
+            raise ValueError(f"{option} {path}: cannot write into {folder}, which is a file; write elsewhere")
+        if not os.access(folder, os.W_OK):
+            raise ValueError(
+                f"{option} {path}: cannot write into {folder} (read-only or no permission); write elsewhere"
+            )
+
+
 def generate_main(argv: Sequence[str]) -> int:
     """Run ``pctalk generate``; returns the exit status."""
     from pctalk.commands import _user_errors
@@ -101,6 +122,7 @@ def generate_main(argv: Sequence[str]) -> int:
     try:
         if not (args.out or args.keypoint_video or args.save_motion):
             raise ValueError("nothing to write: give --out, --keypoint-video or --save-motion")
+        _check_outputs(args)
         if args.out and not args.source:
             raise ValueError("--out renders a face: give --source (an image or a video)")
         edits = {}
@@ -147,7 +169,7 @@ def generate_main(argv: Sequence[str]) -> int:
             args.source, args.out, audio=args.audio, text=args.text, controls=controls,
             save_motion=args.save_motion, keypoint_video=args.keypoint_video,
         )  # fmt: skip
-    except _user_errors() as err:
+    except (*_user_errors(), OSError) as err:  # OSError: a disk that filled up while writing, ...
         if os.environ.get("PCTALK_DEBUG"):
             raise
         print(f"pctalk generate: error: {err}", file=sys.stderr)

@@ -28,6 +28,7 @@ from pctalk.audio.mel import audio_windows, fit_to_frames, num_frames
 from pctalk.checkpoints import EMCStage, LACStage, load_emc_stage, load_lac_stage, to_device
 from pctalk.control.emotion import EmotionTerm, compose, pure_emotions, replace_region
 from pctalk.control.lip import edit_style, loudness_factor, pronunciation, scale_lips
+from pctalk.control.ranges import check_range
 from pctalk.data.schema import EMOTIONS
 from pctalk.inference.kalman import kalman_smooth
 from pctalk.inference.pose import load_template, ping_pong, relative_pose
@@ -64,7 +65,14 @@ class EmotionControl:
                 f"or a source ({', '.join(SOURCES)})"
             )
         region(parts[1]) if len(parts) > 1 else None  # validates the region name
-        return cls(parts[0], parts[1] if len(parts) > 1 else "all", float(parts[2]) if len(parts) > 2 else 0.5)
+        try:
+            intensity = float(parts[2]) if len(parts) > 2 else 0.5
+        except ValueError:
+            raise ValueError(f"bad emotion {spec!r}: its intensity {parts[2]!r} is not a number") from None
+        return cls(parts[0], parts[1] if len(parts) > 1 else "all", intensity)
+
+    def __post_init__(self) -> None:
+        check_range("intensity", self.intensity, f"--emotion {self.source}:{self.region} intensity")
 
 
 @dataclass
@@ -98,6 +106,13 @@ class Controls:
     pasteback: bool = True
     window: int | None = None
     """Frames per prediction window (overlap: a fifth); default: each stage's own (the checkpoint's)."""
+
+    def __post_init__(self) -> None:
+        check_range("lip_scale", self.lip_scale, "--lip-scale (lip_scale)")
+        for word, beta in self.style_edits.items():
+            check_range("beta", beta, f"--style-edit {word}")
+        if self.window is not None and self.window < 2:
+            raise ValueError(f"--window (window): {self.window} frames is too short; give at least 2")
 
     def emotion_terms(self) -> list[EmotionControl]:
         """The emotion terms, with a default one (whole face, 0.5) for each cue given without a term."""

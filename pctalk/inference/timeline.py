@@ -16,6 +16,7 @@ a built-in pronunciation vector), and ``emotion:<emotion or source>:<region>`` (
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -23,9 +24,36 @@ from pathlib import Path
 
 import numpy as np
 
+from pctalk.control.ranges import check_range
+
 __all__ = ["Timeline"]
 
 _NAMES = re.compile(r"lip_scale|style_edit:[a-z]+|emotion:[a-z_]+:[a-z_]+")
+
+
+def _is_keyframe(k: object) -> bool:
+    return isinstance(k, (list, tuple)) and len(k) == 2 and all(isinstance(x, (int, float)) for x in k)
+
+
+def _check_names(name: str) -> None:
+    """The pronunciation, emotion and region a track names exist."""
+    from pctalk.control.lip import PRONUNCIATIONS
+    from pctalk.data.schema import EMOTIONS
+    from pctalk.keypoints.regions import REGIONS
+
+    parts = name.split(":")
+    if parts[0] == "style_edit" and parts[1] not in PRONUNCIATIONS:
+        raise ValueError(
+            f"timeline control {name!r}: no pronunciation {parts[1]!r}; use one of {', '.join(PRONUNCIATIONS)}"
+        )
+    if parts[0] == "emotion":
+        if parts[1] not in (*EMOTIONS, "audio", "text", "image", "video"):
+            raise ValueError(
+                f"timeline control {name!r}: unknown emotion {parts[1]!r}; use one of {', '.join(EMOTIONS)} or a "
+                f"source (audio, text, image, video)"
+            )
+        if parts[2] not in REGIONS:
+            raise ValueError(f"timeline control {name!r}: unknown region {parts[2]!r}; use one of {', '.join(REGIONS)}")
 
 
 @dataclass
@@ -41,9 +69,19 @@ class Timeline:
                     f"unknown control {name!r} in the timeline; use lip_scale, style_edit:<pronunciation> or "
                     f"emotion:<emotion or source>:<region>"
                 )
-            if not keys or any(len(k) != 2 for k in keys):
-                raise ValueError(f"control {name!r} needs [time_s, value] keyframes, got {keys!r}")
-            self.tracks[name] = sorted((float(t), float(v)) for t, v in keys)
+            _check_names(name)
+            if not isinstance(keys, (list, tuple)) or not keys or any(not _is_keyframe(k) for k in keys):
+                raise ValueError(
+                    f"timeline control {name!r} needs a list of [time_s, value] keyframes, e.g. [[0, 1], [2.5, 1.4]]; "
+                    f"got {keys!r}"
+                )
+            track = sorted((float(t), float(v)) for t, v in keys)
+            times = [t for t, _ in track]
+            if not all(math.isfinite(t) and t >= 0 for t in times):
+                raise ValueError(f"timeline control {name!r}: keyframe times must be finite seconds >= 0, got {times}")
+            kind = "lip_scale" if name == "lip_scale" else "beta" if name.startswith("style_edit:") else "intensity"
+            check_range(kind, [v for _, v in track], f"timeline control {name!r}")
+            self.tracks[name] = track
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Timeline:
@@ -53,9 +91,12 @@ class Timeline:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as err:
             raise ValueError(f"{path} is not valid JSON: {err}") from None
-        if "controls" not in data:
-            raise ValueError(f'{path} has no "controls" object')
-        return cls({k: [tuple(x) for x in v] for k, v in data["controls"].items()})
+        if not isinstance(data, dict) or not isinstance(data.get("controls"), dict):
+            raise ValueError(f'{path} has no "controls" object (see pctalk.inference.timeline for the layout)')
+        try:
+            return cls(dict(data["controls"]))
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
 
     def values(self, name: str, n_frames: int, fps: int = 25) -> np.ndarray | None:
         """``(n_frames,)`` float32 values of control ``name`` per frame, or ``None`` if the timeline lacks it."""

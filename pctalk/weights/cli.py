@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from rich.console import Console
@@ -29,6 +30,13 @@ def check(root: Path | None = None, strict: bool = False) -> int:
         strict: exit with status 1 when any file is missing.
     """
     root = default_root() if root is None else Path(root)
+    if not root.is_dir():
+        print(
+            f"pctalk weights check: error: the weights root {root} does not exist (give --root, or set "
+            f"$PCTALK_WEIGHTS); download the files there as the README's 'Pretrained weights' table shows",
+            file=sys.stderr,
+        )
+        return 2
     statuses = check_root(root)
     table = Table(title=f"pretrained files under {root}", show_lines=False)
     for column in ("file", "expected path", "present", "size", "needed by", "origin"):
@@ -37,7 +45,7 @@ def check(root: Path | None = None, strict: bool = False) -> int:
         table.add_row(
             s.entry.name,
             str(s.path),
-            "[green]yes[/green]" if s.present else "[red]missing[/red]",
+            "[green]yes[/green]" if s.present else "[red]empty (0 bytes)[/red]" if s.empty else "[red]missing[/red]",
             _size(s.size) if s.present else "-",
             ", ".join(s.entry.used_by),
             s.entry.origin,

@@ -32,13 +32,17 @@ class CheckpointKeyError(RuntimeError):
 
 
 def load_checkpoint(
-    path: str | os.PathLike[str], map_location: str | torch.device = "cpu", safe_globals: Sequence[type] = ()
+    path: str | os.PathLike[str],
+    map_location: str | torch.device = "cpu",
+    safe_globals: Sequence[type] = (),
+    mmap: bool = False,
 ) -> Any:
     """Load a checkpoint with ``torch.load(..., weights_only=True)``.
 
     Only tensors and plain containers are accepted: a file that needs arbitrary unpickling (code, custom classes)
     is refused, since loading it could run anything. ``safe_globals`` allows a few plain data classes more (e.g.
-    ``argparse.Namespace``, which some published checkpoints hold).
+    ``argparse.Namespace``, which some published checkpoints hold). ``mmap`` maps the tensors instead of reading them
+    (a cheap check of a large file).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -50,7 +54,7 @@ def load_checkpoint(
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         with torch.serialization.safe_globals(list(safe_globals)):
-            return torch.load(path, map_location=map_location, weights_only=True)
+            return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
         raise UnsafeCheckpointError(
             f"refusing to load {path}: it contains pickled Python objects, not only tensors and plain containers, "
@@ -65,8 +69,16 @@ def load_checkpoint(
         ) from err
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | os.PathLike[str], write: Any) -> Path:
-    """Call ``write(tmp_path)`` then rename the temporary file onto ``path``, so ``path`` is never half-written."""
+    """Call ``write(tmp_path)`` then rename the temporary file onto ``path``, so ``path`` is never half-written. The
+    file gets the permissions the user's umask gives a new file (as ``open`` would), not the temporary file's 0600,
+    so others on a shared cluster can read what the umask lets them."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -75,6 +87,7 @@ def atomic_write(path: str | os.PathLike[str], write: Any) -> Path:
         write(Path(tmp))
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

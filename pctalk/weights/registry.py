@@ -68,7 +68,7 @@ REGISTRY: tuple[PretrainedFile, ...] = (
         "liveportrait.appearance_feature_extractor",
         "liveportrait/base_models/appearance_feature_extractor.pth",
         _LP,
-        ("pctalk generate", "pctalk fit (lip refiner)", "pctalk-data augment"),
+        ("pctalk generate", "pctalk fit (lip refiner)", "pctalk-data build", "pctalk-data augment"),
         "LivePortrait appearance encoder F (image -> 32x16x64x64 feature volume)",
     ),
     PretrainedFile(
@@ -82,14 +82,14 @@ REGISTRY: tuple[PretrainedFile, ...] = (
         "liveportrait.warping_module",
         "liveportrait/base_models/warping_module.pth",
         _LP,
-        ("pctalk generate", "pctalk fit (lip refiner)", "pctalk-data augment"),
+        ("pctalk generate", "pctalk fit (lip refiner)", "pctalk-data build", "pctalk-data augment"),
         "LivePortrait warping module W (dense motion + occlusion)",
     ),
     PretrainedFile(
         "liveportrait.spade_generator",
         "liveportrait/base_models/spade_generator.pth",
         _LP,
-        ("pctalk generate", "pctalk fit (lip refiner)", "pctalk-data augment"),
+        ("pctalk generate", "pctalk fit (lip refiner)", "pctalk-data build", "pctalk-data augment"),
         "LivePortrait SPADE decoder G (warped feature -> 512x512 image)",
     ),
     PretrainedFile(
@@ -228,6 +228,8 @@ class WeightsStatus:
     path: Path
     present: bool
     size: int
+    empty: bool = False
+    """The file exists but holds 0 bytes (an interrupted download): it counts as missing."""
 
 
 def check(root: str | os.PathLike[str]) -> list[WeightsStatus]:
@@ -237,5 +239,6 @@ def check(root: str | os.PathLike[str]) -> list[WeightsStatus]:
         candidates = entry.candidates(root)
         found = next((p for p in candidates if p.is_file()), None)
         path = found or candidates[0]
-        out.append(WeightsStatus(entry, path, found is not None, path.stat().st_size if found else 0))
+        size = path.stat().st_size if found else 0
+        out.append(WeightsStatus(entry, path, found is not None and size > 0, size, found is not None and size == 0))
     return out

@@ -1,0 +1,30 @@
+"""The documented range of every numeric control (inclusive), and the check that enforces it.
+
+=======================  ==============  =======================================================================
+control                  range           meaning of the ends
+=======================  ==============  =======================================================================
+``lip_scale``            0 .. 3          0: closed lips (no lip motion); 1: as predicted; 3: very exaggerated
+style edit ``beta``      0 .. 3          0: the pronunciation's component removed; 1: unchanged
+emotion ``intensity``    0 .. 2          0: no emotion; 0.5: the paper's default; 1: the predicted emotion; 2: doubled
+=======================  ==============  =======================================================================
+
+Values must be finite; outside the range the motion leaves what LivePortrait can render (a NaN gives a black face).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+__all__ = ["RANGES", "check_range"]
+
+RANGES: dict[str, tuple[float, float]] = {"lip_scale": (0.0, 3.0), "beta": (0.0, 3.0), "intensity": (0.0, 2.0)}
+
+
+def check_range(kind: str, values: float | Iterable[float], name: str) -> None:
+    """Raise ``ValueError`` naming ``name`` (an option, a timeline track) when a value of ``kind`` is not finite or
+    outside :data:`RANGES`."""
+    lo, hi = RANGES[kind]
+    for value in [values] if isinstance(values, (int, float)) else list(values):
+        if not (math.isfinite(value) and lo <= value <= hi):
+            raise ValueError(f"{name}: {value} is outside its range [{lo:g}, {hi:g}] (see pctalk.control.ranges)")
