@@ -148,6 +148,18 @@ def lightning_cli(args: Sequence[str] | None = None, run: bool = True) -> Any:
     )
 
 
+def _user_error_in(err: BaseException, kinds: tuple[type[BaseException], ...]) -> BaseException | None:
+    """``err`` or the error it was raised from (LightningCLI and jsonargparse wrap what a task's constructor raises)
+    when that is a problem with the user's input or files."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, kinds):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__  # type: ignore[assignment]
+    return None
+
+
 def _check_ckpt_path(argv: Sequence[str]) -> None:
     """Refuse a ``--ckpt_path`` holding pickled code by its name, before LightningCLI reads its hyper-parameters."""
     from pctalk.weights import load_checkpoint
@@ -189,10 +201,11 @@ def main(args: Sequence[str] | None = None) -> int:
         try:
             _check_ckpt_path(argv)
             lightning_cli(None if args is None else argv)
-        except _user_errors() as err:  # missing shards, a refused checkpoint ...: the message says what to do
-            if os.environ.get("PCTALK_DEBUG"):
+        except Exception as err:  # missing shards, a refused checkpoint ...: the message says what to do
+            cause = _user_error_in(err, _user_errors())
+            if cause is None or os.environ.get("PCTALK_DEBUG"):
                 raise
-            print(f"pctalk {argv[0]}: error: {err}  (PCTALK_DEBUG=1 shows the traceback)", file=sys.stderr)
+            print(f"pctalk {argv[0]}: error: {cause}  (PCTALK_DEBUG=1 shows the traceback)", file=sys.stderr)
             return 2
         return 0
     help_text = usage(

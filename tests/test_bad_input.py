@@ -273,3 +273,14 @@ def test_weights_check_counts_empty_files_as_missing_and_names_a_missing_root(
     assert "does not exist" in capsys.readouterr().err
     needed_by_build = {s.entry.name for s in check(tmp_path) if "pctalk-data build" in s.entry.used_by}
     assert {"liveportrait.appearance_feature_extractor", "liveportrait.warping_module"} <= needed_by_build
+
+
+def test_stage_two_given_the_wrong_stage_one_says_so(
+    release: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = REPO / "experiments" / "lac" / "refiner_debug.yaml"
+    code = main(["fit", "-c", str(config), f"--model.init_args.expression={release / 'emc.pth'}",
+                 f"--trainer.default_root_dir={tmp_path}"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "emc.pth is an EMC (emotion) checkpoint, not a LAC (lip) one" in err
+    assert err.count("Traceback") == 0

@@ -251,9 +251,9 @@ def test_wrong_files_are_refused_with_what_to_do(tmp_path: Path) -> None:
     emc.audio_encoder = lac.audio_encoder
     save_release(lac, tmp_path / "r")
     save_release(emc, tmp_path / "r")  # the same folder: allowed only for the same audio encoder
-    with pytest.raises(CheckpointFormatError, match=r"is an EMC checkpoint; LAC"):
+    with pytest.raises(CheckpointFormatError, match=r"is an EMC \(emotion\) checkpoint, not a LAC \(lip\) one"):
         load_lac_stage(tmp_path / "r" / "emc.pth")
-    with pytest.raises(CheckpointFormatError, match=r"is a LAC checkpoint; EMC"):
+    with pytest.raises(CheckpointFormatError, match=r"is a LAC \(lip\) checkpoint, not an EMC \(emotion\) one"):
         load_emc_stage(tmp_path / "r" / "lac.pth")
     future = torch.load(tmp_path / "r" / "lac.pth", weights_only=True)
     future["pctalk"]["format_version"] = FORMAT_VERSION + 1
@@ -297,3 +297,59 @@ def test_export_cli_names_the_file_and_the_fix(tmp_path: Path, capsys: pytest.Ca
     assert main(["export", "--checkpoint", str(tmp_path / "bad.ckpt"), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "bad.ckpt" in err and "pctalk fit" in err
+
+
+def test_the_audio_encoder_a_stage_was_trained_with_is_kept(tmp_path: Path) -> None:
+    """Another encoder given explicitly: a warning at generation (for a .ckpt too), refused by export (which would
+    record it as the stage's own)."""
+    lac = _lac_stage()
+    save_release(lac, tmp_path / "r")
+    other = AudioEncoder(0.125)
+    torch.nn.init.normal_(other.audio_encoder[0].conv_block[0].weight)
+    torch.save(other.state_dict(), tmp_path / "other_encoder.pth")
+    with pytest.warns(UserWarning, match=r"is not the audio encoder lac\.pth was trained with"):
+        load_lac_stage(tmp_path / "r" / "lac.pth", audio_encoder=tmp_path / "other_encoder.pth")
+    with pytest.raises(CheckpointFormatError, match="the motion would be wrong"):
+        export(tmp_path / "r" / "lac.pth", tmp_path / "out", audio_encoder=tmp_path / "other_encoder.pth")
+    assert not (tmp_path / "out" / "lac.pth").exists()
+    state = {f"predictor.{k}": v for k, v in lac.predictor.state_dict().items()}
+    state.update({f"audio_encoder.{k}": v for k, v in lac.audio_encoder.state_dict().items()})
+    torch.save({"state_dict": state, "pctalk": load_lac_stage(tmp_path / "r" / "lac.pth").info.to_dict()},
+               tmp_path / "stage1.ckpt")  # fmt: skip
+    with pytest.warns(UserWarning, match="was trained with"):
+        load_lac_stage(tmp_path / "stage1.ckpt", audio_encoder=tmp_path / "other_encoder.pth")
+    wide = AudioEncoder(0.25)
+    torch.save(wide.state_dict(), tmp_path / "wide.pth")
+    with pytest.raises(CheckpointFormatError, match=r"wide.pth gives 128-d audio features but .* reads 64-d"):
+        load_lac_stage(tmp_path / "stage1.ckpt", audio_encoder=tmp_path / "wide.pth")
+
+
+def test_separate_refiners_are_checked_and_exported(tmp_path: Path, release_files: Path) -> None:
+    lac = _lac_stage(refiner=False)
+    save_release(lac, tmp_path / "r")
+    with pytest.raises(
+        CheckpointFormatError, match=r"reads 512-d audio features but .*lac.pth's audio encoder gives 64"
+    ):
+        load_lac_stage(tmp_path / "r" / "lac.pth", refiner=release_files / "lac.pth")  # the official refiner: 512-d
+    torch.save({"weights": {}}, tmp_path / "random.pth")
+    with pytest.raises(CheckpointFormatError, match="is not a lip refiner"):
+        load_lac_stage(tmp_path / "r" / "lac.pth", refiner=tmp_path / "random.pth")
+    with_refiner = _lac_stage()
+    save_release(with_refiner, tmp_path / "stage2")
+    assert export(tmp_path / "r" / "lac.pth", tmp_path / "combined", refiner=tmp_path / "stage2" / "lac.pth") == 0
+    assert load_lac_stage(tmp_path / "combined" / "lac.pth").refiner is not None
+
+
+@pytest.mark.parametrize(
+    "stage, field",
+    [
+        (lambda: _emc_stage(), "emotion_layers"),  # the debug sizes' 1-layer emotion decoder
+        (
+            lambda: LACStage(ExpressionPredictor(3, 18, 512, PredictorConfig(style_bias=True)), AudioEncoder()),
+            "style_bias",
+        ),
+    ],
+)
+def test_the_official_layout_warns_of_what_its_code_cannot_build(tmp_path: Path, stage, field: str) -> None:
+    with pytest.warns(UserWarning, match=rf"this stage differs \(.*'{field}'"):
+        save_release(stage(), tmp_path, "official")

@@ -292,3 +292,20 @@ def test_every_generate_option_is_documented(capsys: pytest.CaptureFixture[str])
     out = capsys.readouterr().out
     for option in ("--liveportrait-size", "--refiner", "--refine-after-emotion", "--cropper", "static"):
         assert option in out
+
+
+def test_refining_after_emotion_keeps_the_expression_and_the_keypoints_consistent(
+    pipeline: TalkingFacePipeline, astronaut_path: Path
+) -> None:
+    from pctalk.keypoints.transform import transform_keypoints
+
+    source = pipeline.load_source(astronaut_path)
+    wav = speech("The duck ate too many bees.")
+    controls = Controls(emotions=[EmotionControl("happy", "lips", 0.6)], refine_after_emotion=True)
+    after = pipeline.motion(wav, source, controls)
+    frames = pipeline.frames(source, len(after.keypoints), controls)
+    torch.testing.assert_close(
+        transform_keypoints(frames.kp, after.R, after.exp, after.scale, after.t), after.keypoints, atol=1e-6, rtol=0
+    )
+    inside = pipeline.motion(wav, source, Controls(emotions=[EmotionControl("happy", "lips", 0.6)]))
+    assert not torch.allclose(after.lips, inside.lips)  # the two orders differ, and what is saved says so

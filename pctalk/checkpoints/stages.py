@@ -193,7 +193,8 @@ def read(path: str | os.PathLike[str]) -> Found:
         return Found("official", _official_kind(model, path), obj, info)
     if "model_ft" in obj or "out_fc.weight" in obj:
         raise CheckpointFormatError(
-            f"{path} is an official lip refiner alone (model_ft); give it as the refiner (--refiner) next to the LAC"
+            f"{path} is an official lip refiner alone (model_ft): give it with --refiner beside the LAC file "
+            f"(pctalk generate --lac LAC --refiner {path.name}, or pctalk export --checkpoint LAC --refiner ...)"
         )
     if obj and all(isinstance(v, torch.Tensor) for v in obj.values()) and any("conv_block" in k for k in obj):
         raise CheckpointFormatError(
@@ -213,9 +214,18 @@ def _encoder_from_state(state: Mapping[str, torch.Tensor], path: Path) -> AudioE
     return load_state_dict_strict(AudioEncoder(first.shape[0] / 32), encoder_state, path).eval()
 
 
-def _release_encoder(path: Path, given: str | os.PathLike[str] | None, info: StageInfo | None) -> AudioEncoder:
-    """The audio encoder of a release file: ``given``, else ``audio_encoder.pth`` beside it; checked against the
-    hash the stage recorded."""
+def _audio_encoder(
+    path: Path,
+    given: str | os.PathLike[str] | None,
+    info: StageInfo | None,
+    state: Mapping[str, torch.Tensor] | None = None,
+    strict: bool = False,
+) -> AudioEncoder:
+    """The stage's audio encoder: ``given``, else the one a training checkpoint holds (``state``), else
+    ``audio_encoder.pth`` beside a release file; checked against the hash the stage recorded. An encoder given
+    explicitly that differs is used with a warning, or refused when ``strict`` (an export must not record it)."""
+    if given is None and state is not None:
+        return _encoder_from_state(state, path)
     file = Path(given) if given is not None else path.with_name(AUDIO_ENCODER_FILE)
     if given is None and not file.is_file():
         raise FileNotFoundError(
@@ -229,12 +239,17 @@ def _release_encoder(path: Path, given: str | os.PathLike[str] | None, info: Sta
             f"{file} is not the audio encoder {path.name} was trained with (its weights' SHA-256 differs from the one "
             f"recorded in {path}); the motion would be wrong."
         )
-        if given is None:
+        if given is None or strict:
             raise CheckpointFormatError(
                 message + " Export each stage with its own encoder into its own folder, or pass the right file with "
                 "--audio-encoder."
             )
         warnings.warn(message + " Using it because it was given explicitly.", stacklevel=3)
+    if encoder.out_dim != (info.audio_dim if info else encoder.out_dim):
+        raise CheckpointFormatError(
+            f"{file} gives {encoder.out_dim}-d audio features but {path} reads {info.audio_dim}-d ones (it was trained "
+            f"with another encoder width); give the encoder it was trained with"
+        )
     return encoder
 
 
@@ -288,6 +303,7 @@ def load_lac_stage(
     path: str | os.PathLike[str],
     audio_encoder: str | os.PathLike[str] | None = None,
     refiner: str | os.PathLike[str] | None = None,
+    strict_encoder: bool = False,
 ) -> LACStage:
     """The LAC stage in eval mode from a training checkpoint (ExpressionTask or LipRefinerTask), a pctalk release
     ``lac.pth`` or the official release's ``lac.pth``.
@@ -297,43 +313,59 @@ def load_lac_stage(
             training checkpoint holds its own).
         refiner: a separate lip refiner (the official release's ``{"model_ft": ...}``, or another LAC file holding one),
             replacing any in ``path``.
+        strict_encoder: refuse an ``audio_encoder`` other than the one the stage was trained with (else a warning).
     """
     path = Path(path)
     found = read(path)
     if found.kind != "lac":
-        raise CheckpointFormatError(f"{path} is an EMC checkpoint; LAC (--lac) needs an expression predictor's file")
+        raise CheckpointFormatError(
+            f"{path} is an EMC (emotion) checkpoint, not a LAC (lip) one: give it where an EMC is asked for (pctalk "
+            f"generate --emc), and a LAC file (an ExpressionTask / LipRefinerTask checkpoint or a lac.pth) here"
+        )
     info, lip_refiner = found.info, None
     if found.format == "lightning":
         state = found.obj["state_dict"]
         predictor = _build_lac(info, _part(state, "predictor."), path)
         if "refiner.linear.weight" in state:
             lip_refiner = _refiner_from(_part(state, "refiner."), path)
-        encoder = load_audio_encoder(audio_encoder) if audio_encoder else _encoder_from_state(state, path)
+        encoder = _audio_encoder(path, audio_encoder, info, state, strict_encoder)
     elif found.format in ("pctalk", "pctalk-0.1"):
         predictor = _build_lac(info, found.obj["expression_predictor"], path)
         if "lip_refiner" in found.obj:
             lip_refiner = _refiner_from(found.obj["lip_refiner"], path)
-        encoder = _release_encoder(path, audio_encoder, info)
+        encoder = _audio_encoder(path, audio_encoder, info, strict=strict_encoder)
     else:
         predictor, info, lip_refiner = _official_lac(found, path)
-        encoder = _release_encoder(path, audio_encoder, info)
+        encoder = _audio_encoder(path, audio_encoder, info, strict=strict_encoder)
     if refiner is not None:
         lip_refiner = _load_refiner(Path(refiner))
+        if lip_refiner.linear.in_features - lip_refiner.kp_dim != encoder.out_dim:
+            raise CheckpointFormatError(
+                f"the lip refiner {refiner} reads {lip_refiner.linear.in_features - lip_refiner.kp_dim}-d audio "
+                f"features but {path}'s audio encoder gives {encoder.out_dim}-d ones: give the refiner trained on "
+                f"this LAC's features"
+            )
     assert info is not None
-    if encoder.out_dim != info.audio_dim:
-        raise CheckpointFormatError(
-            f"the audio encoder gives {encoder.out_dim}-d features but {path} reads {info.audio_dim}-d ones"
-        )
     return LACStage(predictor.eval(), encoder.eval(), lip_refiner, info)
 
 
 def _load_refiner(path: Path) -> LipRefiner:
+    """A lip refiner from the official release's ``{"model_ft": ...}`` file, or from a LAC file holding one."""
     obj = load_checkpoint(path, safe_globals=[argparse.Namespace])
     if isinstance(obj, Mapping) and ("model_ft" in obj or "out_fc.weight" in obj):
         return _official_refiner(obj, path)
+    try:
+        found = read(path)
+    except CheckpointFormatError:
+        found = None
+    if found is None or found.kind != "lac":
+        raise CheckpointFormatError(
+            f"{path} is not a lip refiner: give the official release's refiner file ({{'model_ft': ...}}) or "
+            f"a LAC file that holds one (a LipRefinerTask checkpoint, or a lac.pth exported from one)"
+        )
     stage = load_lac_stage(path)
     if stage.refiner is None:
-        raise CheckpointFormatError(f"{path} holds no lip refiner")
+        raise CheckpointFormatError(f"{path} is a LAC without a lip refiner (an ExpressionTask's): give stage 2's file")
     return stage.refiner
 
 
@@ -394,13 +426,18 @@ def _official_emc(found: Found, path: Path) -> tuple[EmotionPredictor, StageInfo
     return _build_emc(info, state, path), info
 
 
-def load_emc_stage(path: str | os.PathLike[str], audio_encoder: str | os.PathLike[str] | None = None) -> EMCStage:
+def load_emc_stage(
+    path: str | os.PathLike[str], audio_encoder: str | os.PathLike[str] | None = None, strict_encoder: bool = False
+) -> EMCStage:
     """The EMC stage in eval mode from an EmotionTask checkpoint, a pctalk release ``emc.pth`` or the official
-    release's ``emc.pth`` (``audio_encoder`` as for :func:`load_lac_stage`)."""
+    release's ``emc.pth`` (``audio_encoder``, ``strict_encoder`` as for :func:`load_lac_stage`)."""
     path = Path(path)
     found = read(path)
     if found.kind != "emc":
-        raise CheckpointFormatError(f"{path} is a LAC checkpoint; EMC (--emc) needs an emotion predictor's file")
+        raise CheckpointFormatError(
+            f"{path} is a LAC (lip) checkpoint, not an EMC (emotion) one: give it where a LAC is asked for (pctalk "
+            f"generate --lac, the refiner's expression), and an EmotionTask checkpoint or an emc.pth here"
+        )
     info = found.info
     classifier_state: Mapping[str, torch.Tensor] | None
     if found.format == "lightning":
@@ -413,7 +450,7 @@ def load_emc_stage(path: str | os.PathLike[str], audio_encoder: str | os.PathLik
             hparams = found.obj.get("hyper_parameters", {})
             folders = {"audio": hparams.get("wav2vec2"), "text": hparams.get("text_encoder")}
             info.source_folders = {k: str(v) for k, v in folders.items() if v}
-        encoder = load_audio_encoder(audio_encoder) if audio_encoder else _encoder_from_state(state, path)
+        encoder = _audio_encoder(path, audio_encoder, info, state, strict_encoder)
     elif found.format in ("pctalk", "pctalk-0.1"):
         assert info is not None
         predictor = _build_emc(info, found.obj["emotion_predictor"], path)
@@ -421,16 +458,12 @@ def load_emc_stage(path: str | os.PathLike[str], audio_encoder: str | os.PathLik
         states = dict(found.obj.get("sources", {}))
         if found.format == "pctalk-0.1":
             info.source_folders = dict(found.obj.get("sources_config", {}))
-        encoder = _release_encoder(path, audio_encoder, info)
+        encoder = _audio_encoder(path, audio_encoder, info, strict=strict_encoder)
     else:
         predictor, info = _official_emc(found, path)
         classifier_state = found.obj.get("pctalk_classifier")
         states = dict(found.obj.get("pctalk_sources", {}))
-        encoder = _release_encoder(path, audio_encoder, info)
-    if encoder.out_dim != info.audio_dim:
-        raise CheckpointFormatError(
-            f"the audio encoder gives {encoder.out_dim}-d features but {path} reads {info.audio_dim}-d ones"
-        )
+        encoder = _audio_encoder(path, audio_encoder, info, strict=strict_encoder)
     sources = _sources(info, states, path)
     classifier = _classifier(info, classifier_state, path)
     return EMCStage(
@@ -438,10 +471,18 @@ def load_emc_stage(path: str | os.PathLike[str], audio_encoder: str | os.PathLik
     )
 
 
-def load_stage(path: str | os.PathLike[str], audio_encoder: str | os.PathLike[str] | None = None) -> Stage:
-    """Whichever stage ``path`` holds."""
-    found = read(path)
-    return load_lac_stage(path, audio_encoder) if found.kind == "lac" else load_emc_stage(path, audio_encoder)
+def load_stage(
+    path: str | os.PathLike[str],
+    audio_encoder: str | os.PathLike[str] | None = None,
+    refiner: str | os.PathLike[str] | None = None,
+    strict_encoder: bool = False,
+) -> Stage:
+    """Whichever stage ``path`` holds (``refiner``: a separate lip refiner for a LAC)."""
+    if read(path).kind == "lac":
+        return load_lac_stage(path, audio_encoder, refiner, strict_encoder)
+    if refiner is not None:
+        raise CheckpointFormatError(f"{path} is an EMC checkpoint: a lip refiner belongs with a LAC")
+    return load_emc_stage(path, audio_encoder, strict_encoder)
 
 
 # -- writing ------------------------------------------------------------------------------------------------------
@@ -473,15 +514,21 @@ def _official_check(stage: Stage) -> None:
             "run; export it with --format pctalk, or retrain it with this pctalk (autoregressive conditioning)"
         )
     different = {k: getattr(config, k) for k, v in OFFICIAL_SIZES.items() if getattr(config, k) != v}
+    if isinstance(config, EmotionConfig):
+        different.update({k: getattr(config, k) for k, v in (("emotion_layers", 2), ("n_emotions", 8))
+                          if getattr(config, k) != v})  # fmt: skip
+    elif config.style_bias:  # the official LAC's obj_vector has no bias
+        different["style_bias"] = True
     if stage.info.audio_dim != 512:  # type: ignore[union-attr]
         different["audio_dim"] = stage.info.audio_dim  # type: ignore[union-attr]
     if stage.info.window != config.period:  # type: ignore[union-attr]
         different["window"] = stage.info.window  # type: ignore[union-attr]
     if different:
         warnings.warn(
-            f"the official release builds its networks at {OFFICIAL_SIZES}, 512-d audio and window = period; this "
-            f"stage differs ({different}): the files are in its layout but its code will refuse their shapes",
-            stacklevel=3,
+            f"the official release builds its networks at {OFFICIAL_SIZES}, 512-d audio, window = period, a 2-layer "
+            f"emotion decoder over 8 emotions and a LAC style without bias; this stage differs ({different}): the "
+            f"files are in its layout but its code will refuse them",
+            stacklevel=2,
         )
 
 
@@ -551,6 +598,7 @@ def export(
     out: Path,
     format: ReleaseFormat = "pctalk",
     audio_encoder: Path | None = None,
+    refiner: Path | None = None,
 ) -> int:
     """A trained stage to a release folder: OUT/lac.pth or OUT/emc.pth, and OUT/audio_encoder.pth.
 
@@ -558,9 +606,11 @@ def export(
         checkpoint: a checkpoint of `pctalk fit` (.ckpt), a pctalk release file or an official release file.
         out: the release folder (LAC and EMC may share it when they use the same audio encoder).
         format: pctalk (every network, with pctalk's block) or official (the official PC-Talk release's layout).
-        audio_encoder: the audio encoder of a release-file checkpoint, if not beside it.
+        audio_encoder: the audio encoder of a release-file checkpoint, if not beside it (it must be the one the stage
+            was trained with).
+        refiner: a separate lip refiner to export with a LAC (the official release's refiner file).
     """
-    stage = load_stage(checkpoint, audio_encoder)
+    stage = load_stage(checkpoint, audio_encoder, refiner, strict_encoder=True)
     written = save_release(stage, out, format)
     parts = "predictor" if isinstance(stage, EMCStage) or stage.refiner is None else "predictor and lip refiner"
     print(f"wrote {written[0]} ({stage.info.kind.upper()} {parts}, {format} layout) and {written[1]}")  # type: ignore[union-attr]

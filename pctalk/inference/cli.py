@@ -61,7 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     lips.add_argument("--lip-scale", type=float, default=1.0, help="global lip scale")
     lips.add_argument("--loudness-scale", action="store_true", help="scale the lips per frame with the loudness")
     lips.add_argument("--style-edit", action="append", default=[], metavar="WORD=BETA",
-                      help="scale a pronunciation (too/woo, bee/eee, duck/aaa), e.g. duck=1.5; repeatable")  # fmt: skip
+                      help="scale a pronunciation (too/woo/pursing, bee/eee/widening, duck/aaa/opening), "
+                      "e.g. duck=1.5; repeatable")  # fmt: skip
     emotion = p.add_argument_group("emotion controls (need --emc)")
     emotion.add_argument("--emotion", action="append", default=[], metavar="EMOTION:REGION:INTENSITY",
                          help="e.g. happy:lips:0.6; EMOTION may also be audio, text, image or video (the cues below); "

@@ -138,8 +138,9 @@ class SourceFace:
 
 @dataclass
 class DrivenMotion:
-    """The motion stage's output, per output frame: driven expression, pose, scale, the final keypoints, the lip
-    deformation ``D``, and which source frame each output frame renders from."""
+    """The motion stage's output, per output frame: driven expression, pose, scale, the final keypoints, the final
+    lip deformation ``s * exp[LIPS]`` (after the lip controls and EMC), and which source frame each output frame
+    renders from."""
 
     exp: torch.Tensor  # (T, 21, 3)
     R: torch.Tensor  # (T, 3, 3)
@@ -422,8 +423,11 @@ class TalkingFacePipeline:
         keypoints = transform_keypoints(frames.kp, frames.R, exp, scale, frames.t)
         if controls.refine_after_emotion and controls.refine and lac.refiner is not None:
             with torch.no_grad():  # pctalk 0.1's order, kept as an option: it can pull the lip scale back
-                refined = lac.refiner(keypoints[:, list(LIPS)].reshape(1, n, -1), feat)
-            keypoints[:, list(LIPS)] = refined.view(n, len(LIPS), 3)
+                refined = lac.refiner(keypoints[:, list(LIPS)].reshape(1, n, -1), feat).view(n, len(LIPS), 3)
+            keypoints[:, list(LIPS)] = refined
+            shift = torch.zeros_like(refined[:, :1])
+            shift[..., :2] = frames.t[:, None, :2]  # x = s * (kp R + exp) + t, t_z = 0: exp from the refined x
+            exp[:, list(LIPS)] = (refined - shift) / scale[:, :, None] - (frames.kp @ frames.R)[:, list(LIPS)]
         lips = exp[:, list(LIPS)] * scale[:, :, None]
         return DrivenMotion(exp, frames.R, frames.t, scale, keypoints, lips, frames.index)
 
