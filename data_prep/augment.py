@@ -211,7 +211,7 @@ def augment_command(
     threshold: float = 0.5,
     max_frames: int = 250,
     max_drivers: int | None = None,
-    cropper: Literal["liveportrait", "opencv"] = "liveportrait",
+    cropper: Literal["liveportrait", "dlib", "opencv"] = "liveportrait",
     num_jobs: int | None = None,
     job_index: int | None = None,
     batch_size: int = 8,
@@ -231,7 +231,7 @@ def augment_command(
         threshold: minimum mean sync probability to keep a clip.
         max_frames: frames rendered per clip (250 = 10 s).
         max_drivers: use at most this many driver clips.
-        cropper: liveportrait (its ONNX models) or opencv.
+        cropper: liveportrait (its ONNX models), dlib (detector and landmarks from PyPI) or opencv.
         num_jobs: jobs splitting the images (default: $SLURM_ARRAY_TASK_COUNT, else 1).
         job_index: this job (default: the SLURM array task, else 0).
         batch_size: frames rendered per batch.

@@ -331,7 +331,7 @@ def build_command(
     split_file: Path | None = None,
     num_jobs: int | None = None,
     job_index: int | None = None,
-    cropper: Literal["liveportrait", "opencv"] = "liveportrait",
+    cropper: Literal["liveportrait", "dlib", "opencv"] = "liveportrait",
     audio_features: bool = False,
     min_frames: int = 50,
     test_seconds: float | None = None,
@@ -352,7 +352,8 @@ def build_command(
         split_file: identity -> split (JSON, or `identity split` lines); default: MEAD's test identities, else a hash.
         num_jobs: jobs splitting the clips (default: $SLURM_ARRAY_TASK_COUNT, else 1).
         job_index: this job (default: the SLURM array task, else 0).
-        cropper: liveportrait (its ONNX models) or opencv (the Haar cascade inside OpenCV; no files needed).
+        cropper: liveportrait (its ONNX models), dlib (face detector and 68 landmarks installed from PyPI; no files
+            needed) or opencv (the Haar cascade inside OpenCV, no landmarks).
         audio_features: also store the audio encoder's features (needs audio/audio_visual_encoder.pth).
         min_frames: skip clips shorter than this many frames at 25 fps (one training window).
         test_seconds: cut test clips into pieces this long (default: 10 for hdtf, whole clips otherwise).

@@ -64,7 +64,7 @@ def test_no_face_and_bad_input(astronaut: np.ndarray) -> None:
     with pytest.raises(ValueError, match=r"\(H, W, 3\) uint8"):
         cropper.crop(astronaut.astype(np.float32))
     with pytest.raises(ValueError, match="backend"):
-        FaceCropper("dlib")
+        FaceCropper("mtcnn")
     crop = cropper.crop(astronaut)
     with pytest.raises(ValueError, match="cut from an image of"):
         paste_back(crop.image, crop, astronaut[:300])
@@ -161,4 +161,43 @@ def test_liveportrait_video_detects_once_then_tracks(tmp_path: Path, astronaut: 
 def test_missing_onnx_files_name_the_path_and_the_fallback(tmp_path: Path) -> None:
     with pytest.raises(MissingWeightsError) as err:
         FaceCropper("liveportrait", weights_root=tmp_path)
-    assert "det_10g.onnx" in str(err.value) and "backend='opencv'" in str(err.value)
+    assert "det_10g.onnx" in str(err.value) and "--cropper dlib" in str(err.value)
+
+
+# -- the dlib cropper: a real face detector with landmarks, installed from PyPI -------------------------------------
+def _face_box_astronaut() -> tuple[int, int, int, int]:
+    """Where the astronaut's face is in skimage's photo (by eye: brows to chin, ear to ear), not the rocket."""
+    return 170, 70, 275, 180
+
+
+def test_dlib_crop_holds_the_astronauts_face(astronaut: np.ndarray) -> None:
+    cropper = FaceCropper("dlib")
+    crop = cropper.crop(astronaut)
+    assert crop.landmarks is not None and crop.landmarks.shape == (68, 2)
+    x1, y1, x2, y2 = _face_box_astronaut()
+    inside = (crop.landmarks[:, 0] >= x1) & (crop.landmarks[:, 0] <= x2)
+    inside &= (crop.landmarks[:, 1] >= y1) & (crop.landmarks[:, 1] <= y2)
+    assert inside.mean() > 0.95  # the landmarks are the face's
+    centre = transform_points(np.array([[256.0, 256.0]]), crop.M_c2o)[0]
+    assert x1 < centre[0] < x2 and y1 < centre[1] < y2  # the crop is centred on it
+    in_crop = crop.landmarks_crop
+    assert (in_crop > 0).all() and (in_crop < CROP_SIZE).all()
+
+
+def test_dlib_takes_the_largest_of_several_faces_and_says_so(astronaut: np.ndarray) -> None:
+    import cv2
+
+    face = astronaut[40:220, 140:300]
+    canvas = np.full((480, 900, 3), 90, np.uint8)  # landscape, faces off-centre
+    canvas[20:200, 40:200] = face  # the smaller face, left
+    big = cv2.resize(face, (240, 270))
+    canvas[150:420, 560:800] = big  # the larger face, right
+    with pytest.warns(UserWarning, match=r"2 faces found; cropping the largest, box"):
+        crop = FaceCropper("dlib").crop(canvas)
+    assert crop.landmarks[:, 0].min() > 540  # the right-hand (larger) face
+    frames = [canvas] * 3
+    with pytest.warns(UserWarning, match="2 faces found"):
+        crops = FaceCropper("dlib").crop_video(frames)
+    assert len(crops) == 3 and all(c.landmarks[:, 0].min() > 540 for c in crops)
+    with pytest.raises(FaceNotFoundError, match="dlib"):
+        FaceCropper("dlib").crop(np.full((200, 300, 3), 120, np.uint8))

@@ -45,8 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     models.add_argument("--audio-encoder", help="the audio encoder of a release lac.pth / emc.pth (default: beside it)")
     models.add_argument("--refiner", help="a separate lip refiner file (the official release's {'model_ft': ...})")
     models.add_argument("--weights", help="the weights root with liveportrait/ (and the crop models); needed to render")
-    models.add_argument("--cropper", choices=("liveportrait", "opencv"), default="liveportrait",
-                        help="face detection: LivePortrait's ONNX models, or OpenCV's (no files)")  # fmt: skip
+    models.add_argument("--cropper", choices=("liveportrait", "dlib", "opencv"), default="liveportrait",
+                        help="face detection: LivePortrait's ONNX models; dlib (no files); opencv (Haar)")  # fmt: skip
     models.add_argument("--liveportrait-size", choices=("official", "tiny"), default="official",
                         help="the sizes of the LivePortrait files (tiny: the test suite's random ones)")  # fmt: skip
     models.add_argument("--device", help="cuda, cpu, ... (default: cuda when available)")

