@@ -118,6 +118,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from pctalk.weights import CheckpointKeyError, MissingWeightsError, UnsafeCheckpointError
 
     errors: list[type[BaseException]] = [
+        OSError,  # a full disk, a read-only folder, a path through a file: the message names the path
         FileNotFoundError,
         ValueError,
         KeyError,

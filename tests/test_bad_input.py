@@ -284,3 +284,19 @@ def test_stage_two_given_the_wrong_stage_one_says_so(
     err = capsys.readouterr().err
     assert code == 2 and "emc.pth is an EMC (emotion) checkpoint, not a LAC (lip) one" in err
     assert err.count("Traceback") == 0
+
+
+def test_a_build_into_an_unwritable_place_names_it(
+    tmp_path: Path, liveportrait_weights: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from data_prep.cli import main as data_main
+    from raw_media import hdtf_dataset
+
+    root = hdtf_dataset(tmp_path / "raw", {"A": 1})
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("keep me")
+    code = data_main(["build", "--dataset", "hdtf", "--root", str(root), "--out", str(a_file / "shards"),
+                      "--cropper", "opencv", "--weights", str(liveportrait_weights), "--liveportrait-size", "tiny",
+                      "--no-progress"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and "notes.txt/shards" in err and a_file.read_text() == "keep me"
