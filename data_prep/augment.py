@@ -127,7 +127,7 @@ def sync_confidence(syncnet: SyncNet, frames: np.ndarray, mel: np.ndarray, strid
     x1, y1, x2, y2 = face_box(frames.shape[1])
     faces = torch.from_numpy(frames[:, max(0, y1) : y2, max(0, x1) : x2]).permute(0, 3, 1, 2).float() / 255
     faces = torch.nn.functional.interpolate(faces, size=(96, 96), mode="bilinear", antialias=True, align_corners=False)
-    windows = frame_windows(torch.from_numpy(mel), n)
+    windows = frame_windows(mel if isinstance(mel, np.ndarray) else torch.as_tensor(mel), n)
     starts = list(range(0, n - SYNC_FRAMES + 1, stride))
     device = next(syncnet.parameters()).device
     clips = torch.stack([faces[s : s + SYNC_FRAMES] for s in starts]).to(device)
@@ -176,7 +176,10 @@ def augment(
                 bar.update(task, advance=1)
                 if key in done:
                     continue
-                record = {"key": key, "image": str(path), "driver": driver.key}
+                record = {
+                    "key": key, "image": str(path), "driver": driver.key, "driver_style": driver.meta.style_id,
+                    "driver_identity": f"{driver.meta.dataset}/{driver.meta.identity}",
+                }  # fmt: skip  # the clip speaks with its driver's audio, so with its style (pctalk-data build)
                 try:
                     if image is None:
                         raise FaceNotFoundError(f"cannot read image {path}")

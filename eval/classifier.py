@@ -18,7 +18,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from eval.networks.emotion_fan import EmotionFAN, preprocess_faces
 from pctalk.data.datamodule import ShardDataModule
-from pctalk.data.schema import EMOTIONS, Clip, SchemaError
+from pctalk.data.schema import EMOTIONS, Clip, SchemaError, decode_sample
 from pctalk.data.synthetic import SyntheticCorpus
 from pctalk.tasks.base import BaseTask
 from pctalk.weights.io import save_checkpoint
@@ -75,6 +75,14 @@ class EmotionFaceDataModule(ShardDataModule):
     def _example(self, train: bool):
         return functools.partial(_face_example, frames=self.frames)
 
+    def _decode(self):
+        return decode_sample  # with the face crops
+
+    def epoch_samples(self) -> int:
+        """Videos per epoch: ``samples_per_epoch``, else the number of training clips (an example is a clip)."""
+        urls, samples = self.shards("train")
+        return self.samples_per_epoch or samples or len(urls)
+
     def shards(self, split: str) -> tuple[list[str], int]:
         """The parent's shard list, after checking the first shard holds face crops (the loader would otherwise
         skip every sample with a warning and yield nothing)."""
@@ -113,6 +121,12 @@ class EmotionClassifierTask(BaseTask):
 
     def configure_models(self) -> None:
         self.net = EmotionFAN(num_classes=len(EMOTIONS))
+        # Emotion-FAN's file holds both heads; the one this attention does not use is frozen (DDP refuses a trainable
+        # parameter that never reaches the loss)
+        relation = self.hparams.get("attention", "relation") == "relation"
+        self.net.pred_fc1.requires_grad_(not relation)
+        self.net.pred_fc2.requires_grad_(relation)
+        self.net.beta.requires_grad_(relation)
 
     def configure_metrics(self) -> None:
         self.val_acc = MulticlassAccuracy(num_classes=len(EMOTIONS), average="micro")

@@ -119,6 +119,20 @@ def test_sync_loss_is_differentiable_in_the_frames(syncnet: SyncNet) -> None:
     assert frames.grad[..., :64, :].abs().sum() == 0  # the upper half is not seen
 
 
+def test_sync_loss_is_wav2lips_bce_and_stays_fp32_under_autocast(syncnet: SyncNet) -> None:
+    """Wav2Lip's loss is ``BCE(cos, 1)``; under mixed precision it is computed in fp32 (CUDA autocast refuses
+    ``F.binary_cross_entropy``), so a bf16 run gives the fp32 value."""
+    frames, mel = torch.rand(3, 5, 3, 96, 96), torch.randn(3, 1, 80, 16)
+    p = syncnet.sync_probability(frames, mel).clamp(1e-7, 1 - 1e-7)
+    reference = F.binary_cross_entropy(p, torch.ones_like(p))
+    assert sync_loss(syncnet, frames, mel).item() == pytest.approx(reference.item(), rel=1e-6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = sync_loss(syncnet, frames, mel)
+        assert syncnet(mel, face_input(frames))[0].dtype == torch.bfloat16  # autocast is on around it
+    assert mixed.dtype == torch.float32
+    assert mixed.item() == pytest.approx(reference.item(), rel=1e-6)
+
+
 def _recalibrate_batch_norm(net: torch.nn.Module, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
     """Replace BatchNorm's running statistics, which lag far behind after a few steps, by the exact averages over
     ``batches`` (standard BN recalibration before evaluating a briefly trained network)."""

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import webdataset as wds
 from skimage import data
 
 from data_prep.augment import AugmentModels, LeakError, augment, load_drivers, reenact
@@ -17,6 +18,9 @@ from data_prep.inspect_shards import inspect_shards
 from pctalk.audio.io import load_audio
 from pctalk.audio.syncnet import SyncNet
 from pctalk.audio.tts import synthesize
+from pctalk.data import ShardDataModule
+from pctalk.data.schema import decode_sample
+from pctalk.data.styles import read_styles
 from pctalk.data.synthetic import synth, visemes
 from pctalk.keypoints.crop import FaceCropper
 from pctalk.keypoints.regions import BROWS, EYES, LIPS
@@ -142,9 +146,63 @@ def test_augment_writes_clips_with_the_driver_audio(
     np.testing.assert_allclose(len(audio), 30 * 640, atol=1100)
     records = [json.loads(line) for line in (out / "augment-j000.jsonl").read_text().splitlines()]
     assert {r["status"] for r in records} == {"kept", "skipped"}  # the blank image has no face
+    kept = next(r for r in records if r["status"] == "kept")
+    assert (kept["driver_style"], kept["driver_identity"]) == (0, "hdtf/Trainee")
     # Resumable: a rerun does nothing new.
     augment(faces, clips, out, _models(tiny_liveportrait), per_face=1, threshold=0.0, max_frames=30, progress=False)
     assert len((out / "augment-j000.jsonl").read_text().splitlines()) == len(records)
+
+
+def test_augmented_clips_carry_their_drivers_style_and_train_the_refiner(
+    tmp_path: Path, drivers: Path, tiny_liveportrait
+) -> None:
+    """Three augmented identities (more than HDTF's one style), written as ``pctalk-data augment`` writes them (clips
+    of real faces here, so that the cropper finds them), shard with their driver's style under its name; the refiner
+    then trains on HDTF + augmented with a stage 1 that knows one style."""
+    from raw_media import SENTENCES, talking_video
+
+    (driver,) = load_drivers(drivers)
+    out = tmp_path / "aug"
+    name = driver.key.replace("/", "_")
+    for k, image_id in enumerate(("astro", "astro_2", "astro_3")):
+        talking_video(out / image_id / f"{name}.mp4", SENTENCES[k % len(SENTENCES)])
+        record = {"key": f"{image_id}/{name}", "driver": driver.key, "driver_style": driver.meta.style_id,
+                  "driver_identity": "hdtf/Trainee", "status": "kept"}  # fmt: skip
+        (out / "augment-j000.jsonl").open("a").write(json.dumps(record) + "\n")
+    talking_video(out / "unrecorded" / "clip.mp4", SENTENCES[0])  # not from augment: no driver style
+    shards = tmp_path / "aug_shards"
+    build("faces", out, shards, BuildModels(tiny_liveportrait, FaceCropper("opencv"), batch_size=16), min_frames=20,
+          progress=False, decode_workers=0)  # fmt: skip
+    urls = [str(p) for p in sorted(shards.glob("train-*.tar"))]
+    styles = {c.meta.identity: c.meta.style_id for c in map(decode_sample, wds.WebDataset(urls, shardshuffle=False))}
+    assert styles == {"astro": 0, "astro_2": 0, "astro_3": 0, "unrecorded": -1}
+    assert read_styles(shards) == read_styles(drivers) == {"0": "hdtf/Trainee"}
+    _refiner_step(tmp_path, f"{drivers},{shards}", tiny_liveportrait)
+
+
+def _refiner_step(tmp_path: Path, roots: str, tiny_liveportrait) -> None:
+    """One training step of the lip refiner on ``roots`` from a random one-style stage 1 (a release ``lac.pth``)."""
+    from lightning.pytorch import Trainer
+
+    from pctalk.audio.encoder import AudioEncoder
+    from pctalk.checkpoints import LACStage, save_release
+    from pctalk.keypoints.liveportrait import save_liveportrait
+    from pctalk.models import ExpressionPredictor
+    from pctalk.models.config import PredictorConfig
+    from pctalk.tasks import LipRefinerTask
+
+    weights = tmp_path / "weights"
+    save_liveportrait(tiny_liveportrait, weights)
+    (weights / "wav2lip").mkdir()
+    torch.save({"state_dict": SyncNet().state_dict()}, weights / "wav2lip" / "lipsync_expert.pth")
+    config = PredictorConfig(d_model=32, n_heads=4, ff_dim=64)
+    save_release(LACStage(ExpressionPredictor(1, audio_dim=64, config=config), AudioEncoder(0.125)), tmp_path / "lac")
+    task = LipRefinerTask(str(tmp_path / "lac" / "lac.pth"), str(weights), liveportrait_size="tiny")
+    data = ShardDataModule(roots, window=5, batch_size=2, audio="mel", with_reference=True, samples_per_epoch=4)
+    trainer = Trainer(accelerator="cpu", max_steps=1, logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)  # fmt: skip
+    trainer.fit(task, datamodule=data)
+    assert trainer.global_step == 1 and torch.isfinite(trainer.callback_metrics["train/loss"])
 
 
 def test_augment_drops_out_of_sync_clips(tmp_path: Path, drivers: Path, faces: Path, tiny_liveportrait) -> None:

@@ -21,7 +21,8 @@ EXPERIMENTS = REPO / "experiments"
 CPU = ["--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.strategy=auto",
        "--trainer.logger=lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir=logs",
        "--trainer.limit_val_batches=1", "--trainer.max_time=null", "--data.init_args.num_workers=0",
-       "--data.init_args.batch_size=2", "--data.init_args.samples_per_epoch=4"]  # fmt: skip
+       "--data.init_args.batch_size=2", "--data.init_args.samples_per_epoch=4",
+       "--trainer.val_check_interval=1.0", "--trainer.check_val_every_n_epoch=1"]  # fmt: skip
 SMALL = ["--model.init_args.predictor.d_model=32", "--model.init_args.predictor.ff_dim=64"]
 
 
@@ -115,6 +116,11 @@ def test_the_paper_configs_run_at_debug_sizes(in_workdir: Path, synthetic_corpus
         "--trainer.max_steps=2")  # fmt: skip
     stage1 = Path("runs/lac_expression/checkpoints/last.ckpt")  # the path refiner.yaml and the README name
     assert stage1.is_file()
+    assert torch.get_float32_matmul_precision() == "high"  # the config's MatmulPrecision (TF32 on GPUs)
+    torch.set_float32_matmul_precision("highest")
+    saved = torch.load(stage1, weights_only=True)
+    assert saved["hyper_parameters"] and all(v.dtype == torch.float32 for v in saved["state_dict"].values()
+                                             if v.is_floating_point())  # fmt: skip  # bf16-mixed keeps fp32 weights
     fit("-c", str(lac / "expression.yaml"), "-c", str(lac / "ablation" / "all_keypoints.yaml"), *CPU, *SMALL, *data,
         "--model.init_args.n_styles=2", "--trainer.max_steps=2")  # fmt: skip
     assert load_lac_stage("runs/ablation/all_keypoints/checkpoints/last.ckpt").info.target == "all"
@@ -159,3 +165,96 @@ def test_help_documents_every_size(capsys: pytest.CaptureFixture[str]) -> None:
         assert "--model.predictor.d_model" in out and "Token width (paper and official release: 512)" in out, sizes
         assert "Adam learning rate" in out
     assert "Layers of the emotion-conditioning decoder" in out
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.ddp
+@pytest.mark.slow
+def test_every_task_and_configuration_trains_under_two_process_ddp(workdir: Path, synthetic_corpus: Path) -> None:
+    """Every task in every source / feature configuration the configs offer, under 2-process CPU DDP (gloo), which
+    refuses a parameter that does not reach the loss: the paper configs at debug sizes, stored audio features with
+    the frozen encoder, every learned emotion source, the refiner from the DDP-trained stage 1, the classifier. One
+    DDP job of two externally launched ranks runs them all (``tests/ddp_matrix.py``)."""
+    import json
+    import subprocess
+    import sys
+
+    from feature_shards import with_audio_features
+
+    from conftest import TESTS, offline_env
+
+    out = workdir / "ddp"
+    features = with_audio_features(
+        synthetic_corpus, out / "feature_shards", workdir / "pretrained_weights/audio/audio_visual_encoder.pth"
+    )
+    lac, emc = EXPERIMENTS / "lac", EXPERIMENTS / "emc"
+    steps = ["--trainer.max_steps=2", "--trainer.limit_val_batches=1", "--trainer.max_time=null",
+             "--trainer.logger=lightning.pytorch.loggers.CSVLogger", "--data.init_args.num_workers=0",
+             "--data.init_args.batch_size=2", "--data.init_args.samples_per_epoch=8",
+             "--trainer.val_check_interval=1.0", "--trainer.check_val_every_n_epoch=1"]  # fmt: skip
+    small = [*SMALL, "--data.init_args.window=10", "--model.init_args.n_styles=2"]
+    root = lambda name, folder=synthetic_corpus: [f"--data.init_args.root={folder}",  # noqa: E731
+                                                  f"--trainer.default_root_dir={out / name}",
+                                                  f"--trainer.logger.save_dir={out / name}"]  # fmt: skip
+    runs = {
+        "expression": ["-c", str(lac / "expression.yaml"), *small, *steps, *root("expression")],
+        "expression_scratch_all": ["-c", str(lac / "expression_debug.yaml"), "-c",
+                                   str(lac / "ablation" / "all_keypoints.yaml"), *steps, *root("scratch_all")],
+        "expression_features": ["-c", str(lac / "expression.yaml"), *small, *steps, *root("features", features)],
+        "refiner": ["-c", str(lac / "refiner.yaml"), *steps, *root("refiner", f"{synthetic_corpus},{features}"),
+                    f"--model.init_args.expression={out / 'expression/checkpoints/last.ckpt'}",
+                    "--model.init_args.liveportrait_size=tiny"],
+        "emotion_label": ["-c", str(emc / "emotion_debug.yaml"), "--model.init_args.sources=[label]",
+                          "--data.init_args.extras=[]", *steps, *root("emotion_label")],
+        "emotion_every_source": ["-c", str(emc / "emotion.yaml"), "-c", str(emc / "emotion_audio.yaml"), *small,
+                                 "--model.init_args.sources=[label,audio,text,video]",
+                                 "--data.init_args.extras=[raw_audio,reference_exp,text]", *steps,
+                                 *root("emotion_every_source")],
+        "emotion_features": ["-c", str(emc / "emotion.yaml"), *small, *steps, *root("emotion_features", features)],
+        "classifier": ["-c", str(EXPERIMENTS / "eval" / "emotion_classifier_debug.yaml"), "--trainer.max_steps=2",
+                       f"--trainer.default_root_dir={out / 'classifier'}"],
+    }  # fmt: skip
+    spec = out / "runs.json"
+    spec.write_text(json.dumps(runs))
+    port = str(_free_port())
+    logs = [out / f"rank{rank}.log" for rank in (0, 1)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(TESTS / "ddp_matrix.py"), str(spec), str(out / "results")],
+            cwd=workdir,
+            env=offline_env(
+                {
+                    "MASTER_ADDR": "127.0.0.1",
+                    "MASTER_PORT": port,
+                    "WORLD_SIZE": "2",
+                    "NODE_RANK": "0",
+                    "RANK": str(rank),
+                    "LOCAL_RANK": str(rank),
+                }
+            ),
+            stdout=logs[rank].open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        for rank in (0, 1)
+    ]
+    try:
+        codes = [p.wait(timeout=480) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    logs = [log.read_text() for log in logs]
+    assert codes == [0, 0], logs[0][-4000:] + logs[1][-4000:]
+    for rank in (0, 1):
+        results = json.loads((out / "results" / f"rank{rank}.json").read_text())
+        assert set(results) == set(runs), logs[rank][-4000:]
+        failed = {name: r["trace"] for name, r in results.items() if not r["ok"]}
+        assert not failed, "\n".join(f"--- {n} (rank {rank}) ---\n{t}" for n, t in failed.items())
+        assert all(r["steps"] == 2 and r["world_size"] == 2 for r in results.values()), results
+    assert load_lac_stage(out / "refiner/checkpoints/last.ckpt").refiner is not None

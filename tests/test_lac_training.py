@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 import torch
 from lightning.pytorch import Trainer, seed_everything
@@ -61,6 +62,19 @@ def test_examples_windows_and_targets(synthetic_corpus: Path) -> None:
     )
     with pytest.raises(ValueError, match="no audio_feat"):
         clip_example(clip, 20, audio="feat")
+    # only the window is cut: the same as the window of the whole clip's mel windows and frames
+    from pctalk.audio.mel import frame_windows
+
+    late = clip_example(clip, window=20, rng=random.Random(3), audio="mel", extras=("raw_audio", "text"))
+    whole = frame_windows(torch.from_numpy(np.array(clip.mel)), n)
+    match = [s for s in range(n - 19) if torch.equal(whole[s : s + 20], late["mel"])]
+    assert match, "the example's mel windows are those of some window of the clip"
+    s0 = match[0]
+    torch.testing.assert_close(late["raw_audio"], torch.from_numpy(np.array(clip.audio[s0 * 640 : (s0 + 20) * 640])))
+    assert late["text"] == clip.meta.extra["text"]
+    clip.meta.extra.pop("text")
+    with pytest.raises(ValueError, match="--transcripts"):
+        clip_example(clip, 20, extras=("text",))
 
 
 def test_data_module_batches_and_filters(synthetic_corpus: Path) -> None:
@@ -307,3 +321,36 @@ def test_resume_from_a_mid_epoch_checkpoint_continues_the_step_count(synthetic_c
     record = json.loads((resumed / "keys" / "rank0.json").read_text())
     assert record["batches"] == 3  # only the missing steps ran
     assert any("step=6" in p.name for p in resumed.rglob("*.ckpt"))
+
+
+def test_epochs_are_sized_from_the_frames_and_audio_is_one_mode(synthetic_corpus: Path, tmp_path: Path) -> None:
+    """An epoch covers the training frames once in windows (``frames.json``), not one window per clip; ``audio:
+    auto`` with features in only some roots reads mel windows everywhere (one batch layout); stored features are
+    refused for an encoder trained from scratch and for another encoder than the one that made them."""
+    from feature_shards import with_audio_features
+
+    from pctalk.audio.encoder import AudioEncoder
+    from pctalk.tasks.expression import audio_features
+
+    frames = json.loads((synthetic_corpus / "frames.json").read_text())
+    train = (synthetic_corpus / "train.txt").read_text().split()
+    total = sum(frames[n] for n in train)
+    clips = sum(json.loads((synthetic_corpus / "sizes.json").read_text())[n] for n in train)
+    dm = ShardDataModule(str(synthetic_corpus), window=20)
+    assert dm.epoch_samples() == -(-total // 20) > clips
+    assert ShardDataModule(str(synthetic_corpus), window=20, samples_per_epoch=7).epoch_samples() == 7
+
+    encoder = AudioEncoder()
+    torch.save({k: v for k, v in encoder.state_dict().items()}, tmp_path / "encoder.pth")
+    features = with_audio_features(synthetic_corpus, tmp_path / "features", tmp_path / "encoder.pth")
+    assert ShardDataModule(str(features)).audio_mode() == "feat"
+    with pytest.warns(UserWarning, match="only some of the roots"):
+        assert ShardDataModule(f"{synthetic_corpus},{features}").audio_mode() == "mel"
+    batch = next(iter(ShardDataModule(str(features), window=20, batch_size=2, samples_per_epoch=2).train_dataloader()))
+    with pytest.raises(ValueError, match="trains its own audio encoder from scratch"):
+        audio_features(batch, AudioEncoder())
+    with pytest.raises(ValueError, match=r"not by model\.audio_encoder"):
+        audio_features(batch, AudioEncoder().requires_grad_(False))
+    frozen = AudioEncoder().requires_grad_(False)
+    frozen.load_state_dict(encoder.state_dict())
+    assert audio_features(batch, frozen) is batch["audio_feat"]

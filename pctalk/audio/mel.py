@@ -140,17 +140,21 @@ def window_starts(n_frames: int, fps: int = FPS) -> torch.Tensor:
     return torch.from_numpy((float(MEL_FPS) * (np.arange(n_frames) / float(fps))).astype(np.int64))
 
 
-def frame_windows(mel: torch.Tensor, n_frames: int, fps: int = FPS) -> torch.Tensor:
+def frame_windows(
+    mel: torch.Tensor | np.ndarray, n_frames: int, fps: int = FPS, start: int = 0, count: int | None = None
+) -> torch.Tensor:
     """Cut one 16-frame mel window per video frame.
 
     Args:
-        mel: ``(80, M)`` or ``(B, 80, M)`` from :func:`melspectrogram`.
+        mel: ``(80, M)`` or ``(B, 80, M)`` from :func:`melspectrogram` (a tensor, or a NumPy array).
         n_frames: number of video frames.
         fps: video frame rate.
+        start, count: only the windows of frames ``start .. start + count - 1`` (default: all), as cut from the
+            whole clip (a training window without cutting every frame's).
 
     Returns:
-        ``(n_frames, 1, 80, 16)`` or ``(B, n_frames, 1, 80, 16)``; window ``i`` starts at mel frame
-        ``int(80 * i / fps)``, and columns past the end repeat the last mel frame.
+        ``(n_frames, 1, 80, 16)`` or ``(B, n_frames, 1, 80, 16)`` (``count`` instead of ``n_frames`` when given);
+        window ``i`` starts at mel frame ``int(80 * i / fps)``, and columns past the end repeat the last mel frame.
     """
     if mel.ndim not in (2, 3) or mel.shape[-2] != N_MELS:
         raise ValueError(f"frame_windows expects a mel (80, M) or (B, 80, M), got shape {tuple(mel.shape)}")
@@ -158,7 +162,11 @@ def frame_windows(mel: torch.Tensor, n_frames: int, fps: int = FPS) -> torch.Ten
         raise ValueError("frame_windows got an empty mel spectrogram (M = 0)")
     if n_frames < 0:
         raise ValueError(f"n_frames must be >= 0, got {n_frames}")
-    idx = window_starts(n_frames, fps).to(mel.device)[:, None] + torch.arange(WINDOW, device=mel.device)
+    starts = window_starts(n_frames, fps)[start : None if count is None else start + count]
+    if isinstance(mel, np.ndarray):  # e.g. a read-only view into a shard: only the windows are copied out
+        idx = np.minimum(starts.numpy()[:, None] + np.arange(WINDOW), mel.shape[-1] - 1)
+        return torch.from_numpy(np.moveaxis(mel[..., idx], -2, -3)[..., None, :, :].copy())
+    idx = starts.to(mel.device)[:, None] + torch.arange(WINDOW, device=mel.device)
     idx = idx.clamp_max(mel.shape[-1] - 1)  # (n_frames, 16)
     windows = mel[..., idx]  # (..., 80, n_frames, 16)
     return windows.movedim(-2, -3).unsqueeze(-3)  # (..., n_frames, 1, 80, 16)

@@ -71,9 +71,15 @@ class SyncNet(nn.Module):
         Args:
             frames: ``(B, 5, 3, H, W)`` RGB face crops in [0, 1]; gradients flow back to them.
             mel_windows: ``(B, 1, 80, 16)``, the window of each sequence's first frame.
+
+        Mixed precision: the loss is computed in fp32 with autocast off (CUDA autocast refuses
+        ``F.binary_cross_entropy``, and a bf16 cosine near 1 has no resolution left); with target 1 the BCE is
+        ``-log(p)``, which is what is computed.
         """
-        p = self.sync_probability(frames, mel_windows).clamp(1e-7, 1 - 1e-7)
-        return F.binary_cross_entropy(p, torch.ones_like(p))
+        device = frames.device.type
+        with torch.autocast(device_type=device, enabled=False):
+            p = self.sync_probability(frames.float(), mel_windows.float()).clamp(1e-7, 1 - 1e-7)
+            return -torch.log(p).mean()
 
 
 #: ``sync_loss(syncnet, frames, mel_windows)`` as a function.

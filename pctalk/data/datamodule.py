@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Literal
 
 import webdataset as wds
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from pctalk.data.base import BaseDataModule
 from pctalk.data.examples import clip_example
 from pctalk.data.pipeline import TrainLoader, TrainStream, batches_per_worker, rank_shards, shard_pipeline
-from pctalk.data.schema import ClipMeta
+from pctalk.data.schema import ClipMeta, decode_sample
 from pctalk.data.styles import read_styles
 from pctalk.data.synthetic import SyntheticCorpus
 
@@ -35,7 +35,9 @@ class ShardDataModule(BaseDataModule):
         with_reference: also load the reference crop and motion the lip refiner renders from.
         emotions: train and validate only on clips of these emotions (e.g. ``[neutral]`` for LAC); all if unset.
         extras: inputs of the learned emotion sources to add (``raw_audio``, ``reference_exp``, ``text``).
-        samples_per_epoch: examples per epoch over all ranks (default: the number of training clips).
+        samples_per_epoch: examples per epoch over all ranks (default: the training frames over ``window``, so an
+            epoch sees about every frame once, e.g. HDTF's ~1.1 M training frames in windows of 50 are ~22 k
+            examples; the number of clips for shards built before ``frames.json`` existed).
         shuffle_buffer: training samples held for shuffling in each worker.
         synthetic: the offline synthetic corpus to write when ``root`` is its folder and has no shards yet (the
             quickstart and the ``_debug`` configs); never written anywhere else.
@@ -72,35 +74,89 @@ class ShardDataModule(BaseDataModule):
             self.synthetic.ensure(self.roots)
 
     def styles(self) -> dict[str, str]:
-        """Style id -> identity over the roots (``styles.json``); ids claimed by several datasets list them all."""
+        """Style id -> identity over the roots (``styles.json``).
+
+        Raises:
+            ValueError: two roots give one style id to different identities (each dataset numbered its own from 0:
+                the predictor would learn one style from two speakers); the message says how to renumber.
+        """
         merged: dict[str, str] = {}
+        owner: dict[str, Path] = {}
         for root in self.roots:
             for k, name in read_styles(root).items():
-                merged[k] = name if merged.get(k, name) == name else f"{merged[k]} | {name}"
+                if merged.get(k, name) != name:
+                    raise ValueError(
+                        f"style id {k} is {merged[k]} in {owner[k]} but {name} in {root}: the datasets number their "
+                        f"speaking styles independently. Rebuild {root} with `pctalk-data build ... --styles-from "
+                        f"{owner[k]}` so that its styles continue after those, or train on one of them."
+                    )
+                merged[k], owner[k] = name, owner.get(k, root)
         return merged
+
+    def setup(self, stage: str) -> None:
+        """Check, before any batch, that the roots agree on their style ids."""
+        self.styles()
 
     def shards(self, split: str) -> tuple[list[str], int]:
         """Every shard of ``split`` across the roots, and how many samples they hold."""
-        urls, samples = [], 0
+        urls, samples, _ = self._listing(split)
+        return urls, samples
+
+    def _listing(self, split: str) -> tuple[list[str], int, int | None]:
+        """The shards of ``split``, their samples, and their video frames (``None`` when a root has no
+        ``frames.json``)."""
+        urls, samples, frames = [], 0, 0
         for root in self.roots:
             listing = root / f"{split}.txt"
             if not listing.is_file():
                 raise FileNotFoundError(f"{listing} not found: build the shards with `pctalk-data build` (or `synth`)")
             names = listing.read_text().split()
             sizes = json.loads((root / "sizes.json").read_text()) if (root / "sizes.json").is_file() else {}
+            counts = json.loads((root / "frames.json").read_text()) if (root / "frames.json").is_file() else None
             urls += [str(root / n) for n in names]
             samples += sum(sizes.get(n, 0) for n in names)
-        return urls, samples
+            frames = None if counts is None or frames is None else frames + sum(counts.get(n, 0) for n in names)
+        return urls, samples, frames
+
+    def epoch_samples(self) -> int:
+        """Examples per training epoch over all ranks: ``samples_per_epoch``, else the training frames / window."""
+        if self.samples_per_epoch:
+            return self.samples_per_epoch
+        urls, samples, frames = self._listing("train")
+        if frames:
+            return max(1, -(-frames // self.window))
+        return samples or len(urls)
+
+    def _pin_memory(self) -> bool:
+        """Pinned host memory when the trainer runs on CUDA (faster, asynchronous host-to-device copies)."""
+        accelerator = getattr(self.trainer, "accelerator", None) if self.trainer is not None else None
+        return type(accelerator).__name__ == "CUDAAccelerator"
 
     def _rank(self) -> tuple[int, int]:
         """The trainer's global rank and world size (0, 1 outside a trainer)."""
         return (self.trainer.global_rank, self.trainer.world_size) if self.trainer is not None else (0, 1)
 
+    def audio_mode(self) -> str:
+        """``mel`` or ``feat`` for every example: ``auto`` is ``feat`` only when the shards of every root hold stored
+        features (a batch mixing the two would not collate: e.g. HDTF built with ``--audio-features`` and an
+        augmented set without)."""
+        if self.audio != "auto":
+            return self.audio
+        if getattr(self, "_audio_mode", None) is None:
+            with_feat = [_has_member(root, "audio_feat.npy") for root in self.roots]
+            self._audio_mode = "feat" if all(with_feat) else "mel"
+            if any(with_feat) and not all(with_feat):
+                rank_zero_warn(
+                    f"audio: auto reads mel windows: stored features are in only some of the roots "
+                    f"({', '.join(str(r) for r, f in zip(self.roots, with_feat, strict=True) if not f)} have none)"
+                )
+        return self._audio_mode
+
     def _example(self, train: bool):
         return functools.partial(
             _example,
             window=self.window,
-            audio=self.audio,
+            audio=self.audio_mode(),
             target=self.target,
             with_reference=self.with_reference,
             extras=self.extras,
@@ -114,15 +170,23 @@ class ShardDataModule(BaseDataModule):
         """This rank's training batches; an epoch is ``samples_per_epoch / world_size`` examples, and a resumed
         epoch continues where the checkpoint left it (:class:`~pctalk.data.pipeline.TrainStream`)."""
         rank, world = self._rank()
-        urls, samples = self.shards("train")
+        urls, _ = self.shards("train")
         mine = rank_shards(urls, rank, world, self.num_workers, train=True)
-        total = self.samples_per_epoch or samples or len(urls)
+        total = self.epoch_samples()
         stream = TrainStream(
             mine, self._example(True), self.batch_size,
             batches_per_worker(total, self.batch_size, world, self.num_workers), self.num_workers,
-            keep=self._keep(), shuffle_buffer=self.shuffle_buffer, seed=self.seed, rank=rank,
+            keep=self._keep(), shuffle_buffer=self.shuffle_buffer, seed=self.seed, rank=rank, decode=self._decode(),
         )  # fmt: skip
-        return TrainLoader(stream, self.num_workers, progress=self._train_progress)
+        rank_zero_info(
+            f"training epoch: {total} examples of {self.window} frames over {world} rank(s), {len(stream)} batches of "
+            f"{self.batch_size} per rank"
+        )
+        return TrainLoader(stream, self.num_workers, progress=self._train_progress, pin_memory=self._pin_memory())
+
+    def _decode(self) -> Callable:
+        """How a raw sample is decoded (the face crops only for a module that reads them)."""
+        return functools.partial(decode_sample, faces=False)
 
     def _train_progress(self) -> tuple[int, int] | None:
         """``(epoch, batches of it trained)`` of the fit this module serves; ``None`` outside a fit. A checkpoint
@@ -149,8 +213,31 @@ class ShardDataModule(BaseDataModule):
             return []
         mine = rank_shards(urls, rank, world, train=False)
         workers = min(self.num_workers, len(mine))
-        pipeline = shard_pipeline(mine, self._example(False), self.batch_size, keep=self._keep())
-        return wds.WebLoader(pipeline, batch_size=None, num_workers=workers)
+        pipeline = shard_pipeline(mine, self._example(False), self.batch_size, keep=self._keep(), decode=self._decode())
+        return wds.WebLoader(
+            pipeline, batch_size=None, num_workers=workers, persistent_workers=workers > 0,
+            pin_memory=self._pin_memory(),
+        )  # fmt: skip
+
+
+def _has_member(root: Path, member: str) -> bool:
+    """Whether the first sample of ``root``'s first training (else validation) shard has ``member``."""
+    import tarfile
+
+    for split in ("train", "val"):
+        listing = root / f"{split}.txt"
+        names = listing.read_text().split() if listing.is_file() else []
+        if names and (root / names[0]).is_file():
+            with tarfile.open(root / names[0]) as tar:
+                first = next(iter(tar), None)
+                key = first.name.split(".", 1)[0] if first is not None else ""
+                for info in tar:
+                    if info.name.split(".", 1)[0] != key:
+                        break
+                    if info.name == f"{key}.{member}":
+                        return True
+            return False
+    return False
 
 
 def _of_emotions(meta: ClipMeta, emotions: tuple[str, ...]) -> bool:  # picklable for workers

@@ -21,11 +21,12 @@ def lip_deformation(exp: np.ndarray, scale: np.ndarray, keypoints: tuple[int, ..
 
 
 def _window(x: np.ndarray, start: int, length: int) -> np.ndarray:
-    """``x[start:start + length]``, padded at the end by repeating the last frame."""
+    """A copy of ``x[start:start + length]``, padded at the end by repeating the last frame (only the window is
+    copied: ``x`` may be a read-only view into the shard's bytes)."""
     piece = x[start : start + length]
     if len(piece) < length:
-        piece = np.concatenate([piece, np.repeat(piece[-1:], length - len(piece), axis=0)])
-    return piece
+        return np.concatenate([piece, np.repeat(piece[-1:], length - len(piece), axis=0)])
+    return np.array(piece)
 
 
 def clip_example(
@@ -49,7 +50,8 @@ def clip_example(
             reference frame's motion (the lip refiner's stage).
         extras: any of ``raw_audio`` (the window's 16 kHz samples, ``(W * 640,)``), ``reference_exp`` (the
             expression ``(W, 21, 3)`` of another window of the clip: a reference video of the same emotion) and
-            ``text`` (the clip's transcript, when its metadata has one): the inputs of the learned emotion sources.
+            ``text`` (the clip's transcript: ``pctalk-data build --transcripts``; a clip without one is an error):
+            the inputs of the learned emotion sources.
 
     Returns:
         tensors ``target (W, 18|63)``, ``mask (W,)``, ``mel`` or ``audio_feat``, ``style``, ``emotion``, ``level``
@@ -69,7 +71,9 @@ def clip_example(
         )
     out: dict[str, Any] = {
         "key": clip.key,
-        "target": torch.from_numpy(_window(lip_deformation(m.exp, m.scale, TARGETS[target]), start, window)),
+        "target": torch.from_numpy(
+            lip_deformation(_window(m.exp, start, window), _window(m.scale, start, window), TARGETS[target])
+        ),
         "mask": torch.from_numpy(mask),
         "style": torch.tensor(clip.meta.style_id),
         "emotion": torch.tensor(clip.meta.emotion_id),
@@ -77,9 +81,10 @@ def clip_example(
     }
     if use_feat:
         out["audio_feat"] = torch.from_numpy(_window(clip.audio_feat, start, window))
+        out["audio_feat_sha256"] = str(clip.meta.extra.get("audio_feat_sha256", ""))  # the encoder that made them
     if not use_feat or with_reference:  # the lip refiner's sync loss needs the mel windows too
-        windows = frame_windows(torch.from_numpy(clip.mel), n).numpy()
-        out["mel"] = torch.from_numpy(_window(windows, start, window))
+        windows = frame_windows(clip.mel, n, start=start, count=min(window, n - start)).numpy()
+        out["mel"] = torch.from_numpy(_window(windows, 0, window))
     unknown = set(extras) - {"raw_audio", "reference_exp", "text"}
     if unknown:
         raise ValueError(f"unknown extras {sorted(unknown)}; choose from raw_audio, reference_exp, text")
@@ -90,12 +95,18 @@ def clip_example(
         other = rng.randrange(max(1, n - window + 1)) if rng is not None else max(0, n - window)
         out["reference_exp"] = torch.from_numpy(_window(m.exp, other, window))
     if "text" in extras:
-        out["text"] = str(clip.meta.extra.get("text", ""))
+        text = str(clip.meta.extra.get("text") or "").strip()
+        if not text:
+            raise ValueError(
+                f"{clip.key} has no transcript, which the text emotion source trains on: build the shards with "
+                f"`pctalk-data build ... --transcripts FILE` (clip id -> text), or drop `text` from the sources"
+            )
+        out["text"] = text
     if with_reference:
         for name in ("exp", "pitch", "yaw", "roll", "t", "scale"):
             out[name] = torch.from_numpy(_window(getattr(m, name), start, window))
-        out["kp"] = torch.from_numpy(m.kp)
+        out["kp"] = torch.from_numpy(np.array(m.kp))
         out["ref"] = torch.from_numpy(clip.ref).permute(2, 0, 1).float().div_(255)
         for name in ("exp", "pitch", "yaw", "roll", "t", "scale"):
-            out[f"ref_{name}"] = torch.from_numpy(np.ascontiguousarray(getattr(m, name)[0]))
+            out[f"ref_{name}"] = torch.from_numpy(np.array(getattr(m, name)[0]))
     return out

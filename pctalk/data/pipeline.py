@@ -77,26 +77,30 @@ def shard_pipeline(
     to_example: Callable[[Clip, random.Random | None], dict[str, Any] | None],
     batch_size: int,
     keep: Callable[[ClipMeta], bool] | None = None,
+    decode: Callable[[dict[str, Any]], Clip] = decode_sample,
 ) -> wds.DataPipeline:
     """Validation batches from this rank's ``urls``: each shard once, in order, split across loader workers.
 
     Args:
         to_example: decoded clip and ``None`` (no randomness) -> example, or ``None`` to drop.
         keep: which clips to use, from their metadata (e.g. only some emotions); all if unset.
+        decode: raw sample -> :class:`Clip` (e.g. :func:`decode_sample` without the face crops).
     """
     return wds.DataPipeline(
         wds.SimpleShardList(list(urls)),
         wds.split_by_worker,
         wds.tarfile_to_samples(handler=wds.warn_and_continue),
         wds.select(functools.partial(_kept, keep=keep)),
-        wds.map(functools.partial(_decoded_example, to_example=to_example), handler=wds.warn_and_continue),
+        wds.map(
+            functools.partial(_decoded_example, to_example=to_example, decode=decode), handler=wds.warn_and_continue
+        ),
         wds.select(lambda x: x is not None),
         wds.batched(batch_size, partial=True, collation_fn=collate),
     )
 
 
-def _decoded_example(sample: dict[str, Any], to_example: Callable) -> dict[str, Any] | None:
-    return to_example(decode_sample(sample), None)
+def _decoded_example(sample: dict[str, Any], to_example: Callable, decode: Callable) -> dict[str, Any] | None:
+    return to_example(decode(sample), None)
 
 
 def _kept(sample: dict[str, Any], keep: Callable[[ClipMeta], bool] | None) -> bool:
@@ -139,6 +143,10 @@ class TrainStream(IterableDataset):
         shuffle_buffer: samples held for shuffling in each worker.
         seed: the run's data seed.
         rank: the DDP rank.
+        decode: raw sample -> :class:`Clip`.
+
+    The position lives in shared memory, so that persistent loader workers (started once for the whole fit) see
+    where each epoch starts.
     """
 
     def __init__(
@@ -152,6 +160,7 @@ class TrainStream(IterableDataset):
         shuffle_buffer: int = 64,
         seed: int = 0,
         rank: int = 0,
+        decode: Callable[[dict[str, Any]], Clip] = decode_sample,
     ) -> None:
         if not urls:
             raise ValueError("a training stream needs at least one shard")
@@ -159,8 +168,17 @@ class TrainStream(IterableDataset):
             raise ValueError("batches_per_worker must be >= 1: every rank runs the same number of batches an epoch")
         self.urls, self.to_example, self.keep = list(urls), to_example, keep
         self.batch_size, self.batches_per_worker, self.workers = batch_size, batches_per_worker, max(1, workers)
-        self.shuffle_buffer, self.seed, self.rank = shuffle_buffer, seed, rank
-        self.position = StreamPosition()
+        self.shuffle_buffer, self.seed, self.rank, self.decode = shuffle_buffer, seed, rank, decode
+        self._position = torch.zeros(2, dtype=torch.long).share_memory_()  # (epoch, done), seen by every worker
+
+    @property
+    def position(self) -> StreamPosition:
+        """Where the next iteration starts (epoch, batches of it already trained)."""
+        return StreamPosition(int(self._position[0]), int(self._position[1]))
+
+    @position.setter
+    def position(self, where: StreamPosition) -> None:
+        self._position[0], self._position[1] = where.epoch, where.done
 
     def __len__(self) -> int:
         return self.batches_per_worker * self.workers
@@ -188,7 +206,7 @@ class TrainStream(IterableDataset):
             if i < skip:
                 continue
             try:
-                example = self.to_example(decode_sample(sample), random.Random(f"example/{tag}/{i}"))
+                example = self.to_example(self.decode(sample), random.Random(f"example/{tag}/{i}"))
             except Exception as err:
                 failed += 1
                 if not loaded and failed >= GIVE_UP_AFTER:  # not a corrupt sample: the shards or the config
@@ -215,15 +233,22 @@ class TrainLoader(DataLoader):
 
     Args:
         stream: the rank's training stream.
-        num_workers: loader workers (as the stream was built for).
+        num_workers: loader workers (as the stream was built for); they persist across epochs.
         progress: ``(epoch, batches of it trained so far)`` of the fit being served, or ``None`` outside a fit
             (each new iterator is then the next epoch from its start).
+        pin_memory: batches in pinned host memory (for CUDA).
     """
 
     def __init__(
-        self, stream: TrainStream, num_workers: int = 0, progress: Callable[[], tuple[int, int] | None] | None = None
+        self,
+        stream: TrainStream,
+        num_workers: int = 0,
+        progress: Callable[[], tuple[int, int] | None] | None = None,
+        pin_memory: bool = False,
     ) -> None:
-        super().__init__(stream, batch_size=None, num_workers=num_workers, persistent_workers=False)
+        super().__init__(
+            stream, batch_size=None, num_workers=num_workers, persistent_workers=num_workers > 0, pin_memory=pin_memory
+        )
         self._progress = progress if progress is not None else lambda: None
         self._resume: StreamPosition | None = None
         self._next_epoch = 0

@@ -208,6 +208,20 @@ def encode_sample(clip: Clip) -> dict[str, Any]:
     return sample
 
 
+def _npy_view(data: bytes) -> np.ndarray:
+    """A ``.npy`` member as a read-only array *viewing* ``data`` (no copy: a training example then copies only its
+    window of a long clip's audio, mel and features)."""
+    buf = io.BytesIO(data)
+    version = np.lib.format.read_magic(buf)
+    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran, dtype = read_header(buf)
+    if dtype.hasobject:
+        raise SchemaError("a .npy member holds Python objects; shards hold plain arrays only")
+    count = int(np.prod(shape, dtype=np.int64))
+    array = np.frombuffer(data, dtype=dtype, count=count, offset=buf.tell())
+    return array.reshape(shape[::-1]).T if fortran else array.reshape(shape)
+
+
 def decode_meta(data: bytes, key: str = "?") -> ClipMeta:
     """``meta.json`` bytes -> :class:`ClipMeta`, refusing another schema version."""
     meta = json.loads(data)
@@ -220,8 +234,11 @@ def decode_meta(data: bytes, key: str = "?") -> ClipMeta:
     return ClipMeta(**meta)
 
 
-def decode_sample(sample: dict[str, Any]) -> Clip:
+def decode_sample(sample: dict[str, Any], faces: bool = True) -> Clip:
     """A raw WebDataset sample (member bytes by extension) -> :class:`Clip`.
+
+    The ``.npy`` members (audio, mel, features) are read-only views into the sample's bytes; ``faces=False`` leaves
+    the face crops undecoded (``None``) for readers that do not use them.
 
     Raises:
         SchemaError: wrong schema version, a missing member, or members of the wrong shape.
@@ -239,20 +256,20 @@ def decode_sample(sample: dict[str, Any]) -> Clip:
     if ref is None:
         raise SchemaError(f"sample {key}: ref.jpg does not decode")
     feat = sample.get("audio_feat.npy")
-    faces = None
-    if "faces.npz" in sample:
+    crops = None
+    if faces and "faces.npz" in sample:
         with np.load(io.BytesIO(sample["faces.npz"]), allow_pickle=False) as npz:
             decoded = [cv2.imdecode(npz[name], cv2.IMREAD_COLOR) for name in sorted(npz.files)]
         if any(f is None for f in decoded):
             raise SchemaError(f"sample {key}: faces.npz holds an image that does not decode")
-        faces = np.ascontiguousarray(np.stack(decoded)[..., ::-1])
+        crops = np.ascontiguousarray(np.stack(decoded)[..., ::-1])
     return Clip(
         key=key,
         motion=motion,
-        mel=np.load(io.BytesIO(sample["mel.npy"]), allow_pickle=False),
-        audio=np.load(io.BytesIO(sample["audio.npy"]), allow_pickle=False),
+        mel=_npy_view(sample["mel.npy"]),
+        audio=_npy_view(sample["audio.npy"]),
         ref=np.ascontiguousarray(ref[..., ::-1]),
         meta=meta,
-        audio_feat=None if feat is None else np.load(io.BytesIO(feat), allow_pickle=False),
-        faces=faces,
+        audio_feat=None if feat is None else _npy_view(feat),
+        faces=crops,
     )

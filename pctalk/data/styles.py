@@ -1,7 +1,9 @@
 """The speaking-style map written with the shards: style id -> the identity it was learned from.
 
 A clip's ``style_id`` (:class:`~pctalk.data.schema.ClipMeta`) is its identity's index among its dataset's training
-identities. ``pctalk-data build`` and ``synth`` write the map as ``styles.json`` beside ``splits.json``; training
+identities, after the styles of the shard folders given to ``pctalk-data build --styles-from`` (so that datasets
+trained together never share an id); an augmented clip (``pctalk-data augment``) carries its driver's style, under
+the driver's name. ``pctalk-data build`` and ``synth`` write the map as ``styles.json`` beside ``splits.json``; training
 tasks store it in their checkpoints (:mod:`pctalk.checkpoints`), so a style can be named rather than guessed.
 """
 
@@ -14,7 +16,7 @@ from pathlib import Path
 
 from pctalk.weights.io import atomic_write
 
-__all__ = ["read_styles", "write_styles"]
+__all__ = ["number_styles", "read_styles", "write_styles"]
 
 STYLES_FILE = "styles.json"
 
@@ -48,3 +50,23 @@ def read_styles(root: str | os.PathLike[str]) -> dict[str, str]:
             name = f"{dataset}/{identity}"
             styles[k] = f"{styles[k]} | {name}" if k in styles else name
     return dict(sorted(styles.items(), key=lambda kv: int(kv[0])))
+
+
+def number_styles(
+    dataset: str, train_identities: list[str], identities: list[str], after: Mapping[str, str] | None = None
+) -> dict[str, int]:
+    """Identity -> style id: training identities numbered in order after the largest id of ``after`` (style id ->
+    ``dataset/identity``, e.g. another shard folder's :func:`read_styles`), keeping the id ``after`` already gives an
+    identity; -1 for the others."""
+    after = dict(after or {})
+    known = {name: int(k) for k, name in after.items()}
+    next_id = max((int(k) for k in after), default=-1) + 1
+    out = {}
+    for identity in identities:
+        if identity not in train_identities:
+            out[identity] = -1
+        elif f"{dataset}/{identity}" in known:
+            out[identity] = known[f"{dataset}/{identity}"]
+        else:
+            out[identity], next_id = next_id, next_id + 1
+    return out

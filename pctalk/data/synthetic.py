@@ -43,7 +43,10 @@ __all__ = ["MARKER", "SENTENCES", "SyntheticCorpus", "synth", "template_keypoint
 #: The file that marks a folder as a synthetic corpus (written first, with the corpus's settings).
 MARKER = "synthetic.json"
 #: What ``synth`` writes into its folder (and may remove again when it rewrites a corpus of its own).
-_OUTPUTS = ("*.tar", "*.tar.tmp", "manifest-j*.jsonl", "sizes.json", "train.txt", "val.txt", "test.txt", "styles.json")
+_OUTPUTS = (
+    "*.tar", "*.tar.tmp", "manifest-j*.jsonl", "sizes.json", "frames.json", "train.txt", "val.txt", "test.txt",
+    "styles.json",
+)  # fmt: skip
 
 SENTENCES = (
     "The duck ate too many bees before lunch.",

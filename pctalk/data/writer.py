@@ -164,15 +164,19 @@ def _shard_metas(shard: Path) -> list[dict[str, Any]]:
 
 
 def write_index(out_dir: str | os.PathLike[str]) -> dict[str, int]:
-    """Write ``sizes.json`` (shard -> samples) and ``<split>.txt`` (one shard per line) from every job's manifest,
-    counting only shards that exist. Returns the sizes."""
+    """Write ``sizes.json`` (shard -> samples), ``frames.json`` (shard -> video frames, which size training epochs)
+    and ``<split>.txt`` (one shard per line) from every job's manifest, counting only shards that exist. Returns the
+    sizes."""
     out = Path(out_dir)
     sizes: dict[str, int] = defaultdict(int)
+    frames: dict[str, int] = defaultdict(int)
     for record in read_manifests(out):
         if record.get("status") == "written" and (out / record.get("shard", "")).is_file():
             sizes[record["shard"]] += 1
+            frames[record["shard"]] += int(record.get("n_frames", 0))
     sizes = dict(sorted(sizes.items()))
     atomic_write(out / "sizes.json", lambda tmp: tmp.write_text(json.dumps(sizes, indent=1)))
+    atomic_write(out / "frames.json", lambda tmp: tmp.write_text(json.dumps(dict(sorted(frames.items())), indent=1)))
     for split in SPLITS:
         names = [name for name in sizes if name.startswith(f"{split}-")]
         atomic_write(out / f"{split}.txt", lambda tmp, names=names: tmp.write_text("".join(f"{n}\n" for n in names)))

@@ -16,12 +16,39 @@ from pctalk.models.expression_predictor import ExpressionPredictor
 from pctalk.tasks.base import BaseTask
 from pctalk.tasks.losses import lip_vertex_error, masked_l1, velocity_l1
 
-__all__ = ["ExpressionTask", "audio_features"]
+__all__ = ["ExpressionTask", "audio_features", "check_stored_features"]
+
+
+def check_stored_features(batch: dict[str, Any], encoder: torch.nn.Module) -> None:
+    """Refuse stored features that ``encoder`` did not make: an encoder trained from scratch (it would never see its
+    own input, DDP refuses its unused parameters, and the checkpoint would pair the predictor with it), or a
+    pretrained one whose weights differ from those the shards were built with (``audio_feat_sha256``)."""
+    if any(p.requires_grad for p in encoder.parameters()):
+        raise ValueError(
+            "the shards hold stored audio features (built with --audio-features), but this model trains its own audio "
+            "encoder from scratch (model.audio_encoder is unset): the predictor would learn from features its own "
+            "encoder never makes. Give --model.init_args.audio_encoder FILE (the encoder the shards were built with), "
+            "or read mel windows with --data.init_args.audio mel."
+        )
+    built_with = {sha for sha in batch.get("audio_feat_sha256", []) if sha}
+    if built_with:
+        from pctalk.checkpoints.info import state_sha256
+
+        mine = getattr(encoder, "_pctalk_sha256", None) or state_sha256(encoder.state_dict())
+        encoder._pctalk_sha256 = mine  # frozen: hashed once
+        if built_with - {mine}:
+            raise ValueError(
+                f"the shards' audio features were made by an audio encoder with weights SHA-256 "
+                f"{sorted(built_with)[0][:12]}..., not by model.audio_encoder ({mine[:12]}...): give the encoder file "
+                f"the shards were built with, or read mel windows with --data.init_args.audio mel"
+            )
 
 
 def audio_features(batch: dict[str, Any], encoder: torch.nn.Module) -> torch.Tensor:
-    """``(B, T, A)`` audio features: the batch's stored ones, or ``encoder`` over its mel windows (B, T, 1, 80, 16)."""
+    """``(B, T, A)`` audio features: the batch's stored ones (checked against ``encoder``: see
+    :func:`check_stored_features`), or ``encoder`` over its mel windows ``(B, T, 1, 80, 16)``."""
     if "audio_feat" in batch:
+        check_stored_features(batch, encoder)
         return batch["audio_feat"]
     mel = batch["mel"]
     b, t = mel.shape[:2]

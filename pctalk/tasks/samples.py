@@ -11,7 +11,6 @@ import cv2
 import numpy as np
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.utilities import rank_zero_only
 
 from pctalk.data.schema import Clip, decode_sample
 from pctalk.keypoints.transform import rotation_matrix, transform_keypoints
@@ -24,8 +23,8 @@ def clip_features(clip: Clip, audio_encoder: torch.nn.Module, device: torch.devi
     from pctalk.audio.mel import frame_windows
 
     if clip.audio_feat is not None:
-        return torch.from_numpy(clip.audio_feat)[None].to(device)
-    return audio_encoder(frame_windows(torch.from_numpy(clip.mel), clip.meta.n_frames).to(device))[None]
+        return torch.from_numpy(np.array(clip.audio_feat))[None].to(device)
+    return audio_encoder(frame_windows(clip.mel, clip.meta.n_frames).to(device))[None]
 
 
 def clip_keypoints(clip: Clip, exp: torch.Tensor | None = None) -> torch.Tensor:
@@ -98,7 +97,9 @@ class SampleLogger(Callback):
             import webdataset as wds
 
             urls, _ = trainer.datamodule.shards("val")
-            samples = wds.WebDataset(urls, shardshuffle=False, empty_check=False)
+            # every shard in this process, whatever the DDP world (WebDataset() refuses to read without a node
+            # splitter when torch.distributed is up)
+            samples = wds.DataPipeline(wds.SimpleShardList(urls), wds.tarfile_to_samples())
             self._clips = [decode_sample(s) for _, s in zip(range(self.num_samples), samples)]
         return self._clips
 
@@ -128,17 +129,21 @@ class SampleLogger(Callback):
             ]
         return (torch.cat(frames).clamp(0, 1) * 255).byte().permute(0, 2, 3, 1).cpu().numpy()
 
-    @rank_zero_only
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking or not hasattr(pl_module, "sample"):
             return
         self._val_epochs += 1
         if self._val_epochs % self.every:
             return
+        # every rank asks: under DDP ``trainer.log_dir`` is a broadcast, which one rank alone would leave hanging
+        log_dir = Path(trainer.log_dir or trainer.default_root_dir)
+        if trainer.is_global_zero:
+            self._write_samples(trainer, pl_module, log_dir / "samples" / f"step{trainer.global_step:07d}")
+
+    def _write_samples(self, trainer: Trainer, pl_module: LightningModule, out: Path) -> None:
         from pctalk.inference.keypoint_video import draw_keypoints
         from pctalk.media import write_video
 
-        out = Path(trainer.log_dir or trainer.default_root_dir) / "samples" / f"step{trainer.global_step:07d}"
         logged: dict[str, Any] = {}
         was_training = pl_module.training
         pl_module.eval()
