@@ -4,8 +4,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
+GPU_CHECK_ARGS ?=
 
-.PHONY: install test lint format quickstart bench clean
+.PHONY: install test lint format quickstart bench gpu-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +35,11 @@ quickstart: install
 
 bench: install
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+# One GPU, under 8 minutes: every task in bf16-mixed, generation, data build, every eval metric; one table.
+# GPU_CHECK_ARGS="--dry-run" runs the same checks on CPU at tiny sizes; "--out FILE" writes the table.
+gpu-check: install
+	$(BIN)/python benchmarks/gpu_check.py $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

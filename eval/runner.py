@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,9 @@ class Method:
             video against this emotion (against the clip's label for another method's videos).
         liveportrait_size: ``"official"`` or ``"tiny"`` (tests).
         cropper: ``"liveportrait"`` (its ONNX detectors) or ``"opencv"``.
+        real: the ground-truth row: the real test clips themselves, scored by the same run (LSE, NIQE and Acc_emo of
+            the real videos; FID, FVD and E-FID of one half of the real clips against the other), as the field
+            reports "Real videos"; a broken protocol shows at a glance.
     """
 
     name: str
@@ -64,8 +68,13 @@ class Method:
     emotion: str | None = None
     liveportrait_size: str = "official"
     cropper: str = "liveportrait"
+    real: bool = False
 
     def __post_init__(self) -> None:
+        if self.real:
+            if self.videos is not None or self.lac is not None:
+                raise ValueError(f"method {self.name!r}: the real-videos row takes neither `videos` nor `lac`")
+            return
         if (self.videos is None) == (self.lac is None):
             raise ValueError(f"method {self.name!r}: give either `videos` (a folder) or `lac` (to generate)")
         if self.videos is not None and not Path(self.videos).is_dir():
@@ -75,6 +84,10 @@ class Method:
             )
         if self.input not in ("video", "image"):
             raise ValueError(f"method {self.name!r}: input must be 'video' or 'image', got {self.input!r}")
+
+
+#: The ground-truth row's name.
+REAL_VIDEOS = "Real videos"
 
 
 @dataclass
@@ -91,7 +104,9 @@ class MetricSettings:
     deep3dfacerecon: Path | None = None
     lm3d: Path | None = None
     fvd_protocol: str = "stylegan-v"
-    lse_crop: str = "frame"
+    lse_crop: str = "track"
+    """``track``: detect and crop the face as syncnet_python's pipeline does (any video); ``frame``: the videos are
+    face crops (refused for frames that are not square)."""
     frame_stride: int = 1
     """Use every n-th frame for FID, NIQE and E-FID (1: all)."""
 
@@ -108,7 +123,7 @@ class MetricSettings:
         if "lse" in self.metrics:
             from eval.metrics.lse import LSE
 
-            out["lse"] = LSE(path(self.syncnet, "syncnet.syncnet_v2"), crop=self.lse_crop)
+            out["lse"] = LSE(path(self.syncnet, "syncnet.syncnet_v2"), crop=self.lse_crop, weights_root=root)
         if "fid" in self.metrics:
             from eval.metrics.fid import FID
 
@@ -125,7 +140,7 @@ class MetricSettings:
             from eval.metrics.emotion import EmotionAccuracy
 
             out["acc_emo"] = EmotionAccuracy(path(self.emotion_classifier, "emotion.emotion_fan"),
-                                             classes=self.emotion_classes)  # fmt: skip
+                                             classes=self.emotion_classes, weights_root=root)  # fmt: skip
         if "efid" in self.metrics:
             from eval.metrics.efid import ExpressionFID
 
@@ -152,17 +167,19 @@ def test_clips(dataset: str, root: Path, splits: Path | None, emotions: list[str
 
 
 class _Indices(Dataset):
-    """Indices into this rank's clips (every ``world``-th from ``rank``, no padding, so no clip is scored twice);
-    the task looks the clip up, since Lightning cannot move frozen dataclasses between devices."""
+    """Indices into this rank's clips (every ``world``-th from ``rank``), padded with ``-1`` (no clip) to the same
+    length on every rank: a rank with fewer clips, or none (fewer clips than GPUs), still runs every step and the
+    metrics' sync at the end, instead of leaving the others waiting in it. No clip is scored twice. The task looks
+    the clip up, since Lightning cannot move frozen dataclasses between devices."""
 
-    def __init__(self, n: int) -> None:
-        self.n = n
+    def __init__(self, n: int, length: int | None = None) -> None:
+        self.n, self.length = n, max(n, length or 0)
 
     def __len__(self) -> int:
-        return self.n
+        return self.length
 
     def __getitem__(self, i: int) -> int:
-        return i
+        return i if i < self.n else -1
 
 
 def _read(path: Path) -> tuple[np.ndarray, torch.Tensor | None]:
@@ -184,7 +201,8 @@ class EvalTask(L.LightningModule):
         super().__init__()
         self.method, self.settings, self.out, self.root = method, settings, Path(out), Path(root)
         self.metrics = settings.build()
-        self.skipped: list[str] = []
+        self.skipped: list[dict[str, str]] = []
+        self.counts: Counter[str] = Counter()
         self.results: dict[str, Any] = {}
         self.clips: list[Any] = []
         self.clips_all: list[str] = []  # every rank's clip keys, for the emotion cycle
@@ -196,6 +214,8 @@ class EvalTask(L.LightningModule):
         relative to the dataset root (``B_000.mp4``; MEAD: ``M003/video/front/happy/level_3/001.mp4``) or the flat
         ``<dataset>_<identity>_<clip>.mp4``; for generated ones, ``<out>/videos/<method>/<flat>.mp4``."""
         flat = f"{clip.key.replace('/', '_')}.mp4"
+        if self.method.real:
+            return Path(clip.video)
         if self.method.videos is not None:
             mirrored = Path(self.method.videos) / Path(clip.video).relative_to(self.root)
             return mirrored if mirrored.is_file() else Path(self.method.videos) / flat
@@ -228,7 +248,7 @@ class EvalTask(L.LightningModule):
         from pctalk.data.schema import EMOTIONS
 
         m = self.method
-        if m.videos is not None or m.emotion in (None, "clip"):
+        if m.real or m.videos is not None or m.emotion in (None, "clip"):
             return clip.emotion
         if m.emotion == "cycle":
             return EMOTIONS[self.clips_all.index(clip.key) % len(EMOTIONS)]
@@ -238,9 +258,12 @@ class EvalTask(L.LightningModule):
     def test_step(self, index: int, batch_idx: int) -> None:
         from eval.metrics.lse import LSEInputError
         from pctalk.audio.io import AudioLoadError
+        from pctalk.data.schema import SchemaError
         from pctalk.keypoints.crop.cropper import FaceNotFoundError
         from pctalk.media import VideoError
 
+        if int(index) < 0:  # padding: this rank has no clip for this step
+            return
         clip = self.clips[int(index)]
         path = self.generated_path(clip)
         try:
@@ -249,33 +272,49 @@ class EvalTask(L.LightningModule):
                     raise VideoError(f"no generated video {path}")
                 self._generate(clip, path)
             generated, audio = _read(path)
-            reference, _ = _read(clip.video) if {"fid", "fvd", "efid"} & set(self.metrics) else (None, None)
+            needs_reference = {"fid", "fvd", "efid"} & set(self.metrics) and not self.method.real
+            reference, _ = _read(clip.video) if needs_reference else (None, None)
             self._score(clip, generated, audio, reference)
-        except (VideoError, AudioLoadError, LSEInputError, FaceNotFoundError, ValueError) as err:
+        except (VideoError, AudioLoadError, LSEInputError, FaceNotFoundError, SchemaError) as err:
             log.warning("eval %s: skipping %s: %s", self.method.name, clip.key, err)
-            self.skipped.append(clip.key)
+            self.skipped.append({"clip": clip.key, "reason": f"{type(err).__name__}: {err}"})
 
     def _score(self, clip: Any, generated: np.ndarray, audio: torch.Tensor | None, reference: np.ndarray | None):
         from eval.metrics.lse import LSEInputError
 
         m, stride = self.metrics, self.settings.frame_stride
+        # what can fail for one clip first (a clip is counted by every metric or by none)
+        sync = emotion = None
         if "lse" in m:
             if audio is None:
                 raise LSEInputError(f"{self.generated_path(clip)} has no audio track")
-            m["lse"].update(frames=generated, audio=audio)
+            sync = m["lse"].score(generated, audio)
+        if "acc_emo" in m:
+            emotion = m["acc_emo"].predict(generated)
+        if sync is not None:
+            m["lse"].add(sync)
+        if emotion is not None:
+            m["acc_emo"].add(emotion, self.target_emotion(clip))
+        self.counts["clips"] += 1
+        self.counts["frames"] += len(generated)
+        self.counts["frames per metric (FID, NIQE, E-FID)"] += len(generated[::stride])
+        # the distribution metrics compare generated with real frames; the real-videos row compares one half of the
+        # real clips (even places in the test list) with the other
+        if self.method.real:
+            sides = [(generated, self.clips_all.index(clip.key) % 2 == 0)]
+        else:
+            sides = [(generated, False), (reference, True)]
         if "fid" in m:
-            for frames, real in ((generated, False), (reference, True)):
+            for frames, real in sides:
                 m["fid"].update(torch.from_numpy(frames[::stride]).permute(0, 3, 1, 2), real=real)
         if "niqe" in m:
             m["niqe"].update(generated[::stride])
         if "fvd" in m:
-            m["fvd"].update([generated], real=False)
-            m["fvd"].update([reference], real=True)
-        if "acc_emo" in m:
-            m["acc_emo"].update([generated], [self.target_emotion(clip)])
+            for frames, real in sides:
+                m["fvd"].update([frames], real=real)
         if "efid" in m:
-            m["efid"].update(generated[::stride], real=False)
-            m["efid"].update(reference[::stride], real=True)
+            for frames, real in sides:
+                m["efid"].update(frames[::stride], real=real)
 
     def on_test_epoch_end(self) -> None:
         results: dict[str, Any] = {}
@@ -289,12 +328,13 @@ class EvalTask(L.LightningModule):
                 results.update({k: float(v) for k, v in value.items()})
             else:
                 results[name] = float(value) * (100.0 if name == "acc_emo" else 1.0)  # the paper prints percent
-        skipped = [self.skipped]
+        parts = [(self.skipped, self.counts)]
         if torch.distributed.is_available() and torch.distributed.is_initialized():
-            skipped = [None] * torch.distributed.get_world_size()
-            torch.distributed.all_gather_object(skipped, self.skipped)
-        results["skipped"] = sorted(k for part in skipped for k in part)
+            parts = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(parts, (self.skipped, self.counts))
+        results["skipped"] = sorted((s for part, _ in parts for s in part), key=lambda s: s["clip"])
         self.results = results
+        self.counted = sum((counts for _, counts in parts), Counter())
 
 
 def resolve_root() -> Path:
@@ -332,9 +372,16 @@ def render_table(table: str, results: dict[str, Any]) -> str:
         for method, per_block in rows.items():
             cells = [_fmt(per_block.get(b, {}).get(c)) for b, cols in blocks.items() for c in cols]
             lines.append(f"| {method}{label} | " + " | ".join(cells) + " |")
-    protocol = results.get("protocol", {})
-    note = ", ".join(f"{k}: {v}" for k, v in protocol.items())
-    return "\n".join(lines) + (f"\n\nProtocols: {note}\n" if note else "\n")
+    notes = []
+    for block, used in (results.get("protocols") or {"": results.get("protocol", {})}).items():
+        shown = {k: v for k, v in used.items() if k not in ("networks", "counted")}
+        counted = used.get("counted", {})
+        if counted:
+            shown["clips scored"] = ", ".join(f"{m} {c.get('clips', 0)}" for m, c in counted.items())
+        note = ", ".join(f"{k}: {v}" for k, v in shown.items())
+        if note:
+            notes.append(f"Protocol{f' ({block})' if block else 's'}: {note}")
+    return "\n".join(lines) + ("\n\n" + "\n".join(notes) + "\n" if notes else "\n")
 
 
 def run_command(
@@ -351,6 +398,7 @@ def run_command(
     devices: int | str = "auto",
     strategy: str = "auto",
     num_nodes: int = 1,
+    ground_truth: bool = True,
 ) -> int:
     """Score every method on the test clips and write results.json and table.md.
 
@@ -368,6 +416,7 @@ def run_command(
         devices: devices per node.
         strategy: Lightning strategy (ddp for several devices).
         num_nodes: nodes (SLURM).
+        ground_truth: add the "Real videos" row (:attr:`Method.real`), scored first by the same run.
     """
     if table not in COLUMNS:
         raise ValueError(f"table must be one of {', '.join(COLUMNS)}, got {table!r}")
@@ -375,24 +424,73 @@ def run_command(
     out = Path(out)
     clips = test_clips(dataset, Path(root), splits, emotions)[:max_clips]
     block = _block(dataset, emotions, table)
+    if ground_truth and not any(m.real for m in methods):
+        methods = [Method(REAL_VIDEOS, real=True), *methods]
     trainer = L.Trainer(accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes,
                         logger=False, enable_checkpointing=False, use_distributed_sampler=False,
                         enable_progress_bar=True, default_root_dir=out)  # fmt: skip
     scored: dict[str, dict[str, Any]] = {}
+    counted: dict[str, dict[str, int]] = {}
     for method in methods:
         task = EvalTask(method, settings, out, Path(root))
         rank, world = trainer.global_rank, trainer.world_size
         task.clips, task.clips_all = clips[rank::world], [c.key for c in clips]
-        loader = DataLoader(_Indices(len(task.clips)), batch_size=None)
+        loader = DataLoader(_Indices(len(task.clips), -(-len(clips) // world)), batch_size=None)
         trainer.test(task, loader, verbose=False)
         scored[method.name] = {**task.results, "clips": len(clips)}
+        counted[method.name] = dict(task.counted)
     if trainer.global_rank == 0:
-        _write(out, table, block, scored, settings)
+        _write(out, table, block, scored, settings, counted)
     return 0
 
 
-def _write(out: Path, table: str, block: str, scored: dict[str, dict[str, Any]], settings: MetricSettings) -> None:
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def protocol(settings: MetricSettings, counted: dict[str, dict[str, int]]) -> dict[str, Any]:
+    """What a block's numbers were computed with: the network files (by SHA-256), crop mode and size, FVD protocol,
+    frame stride, clips and frames each method's metrics saw, and the pctalk version."""
+    import pctalk
     from eval.metrics.fvd import PROTOCOLS
+
+    root = settings.weights_root
+    files = {
+        "lse": (settings.syncnet, "syncnet.syncnet_v2"), "fid": (settings.inception, "fid.inception"),
+        "fvd": (settings.i3d, "fvd.i3d"), "acc_emo": (settings.emotion_classifier, "emotion.emotion_fan"),
+        "efid": (settings.deep3dfacerecon, "efid.deep3dfacerecon"),
+    }  # fmt: skip
+    networks = {}
+    for metric, (given, name) in files.items():
+        if metric in settings.metrics:
+            path = Path(given) if given is not None else resolve(name, root)
+            networks[name] = {"file": str(path), "sha256": _sha256(path) if path.is_file() else None}
+    return {
+        "FVD": PROTOCOLS[settings.fvd_protocol].name if isinstance(settings.fvd_protocol, str) else "custom",
+        "LSE crop": settings.lse_crop,
+        "LSE input": "224x224 face track (syncnet_python)" if settings.lse_crop == "track" else "224x224 frames",
+        "Acc_emo input": "face crops (square videos as they are, others cut to the face track)",
+        "frame stride": settings.frame_stride,
+        "networks": networks,
+        "counted": counted,
+        "pctalk": getattr(pctalk, "__version__", "unknown"),
+    }
+
+
+def _write(
+    out: Path,
+    table: str,
+    block: str,
+    scored: dict[str, dict[str, Any]],
+    settings: MetricSettings,
+    counted: dict[str, dict[str, int]] | None = None,
+) -> None:
 
     path = out / "results.json"
     results = json.loads(path.read_text()) if path.is_file() else {}
@@ -400,11 +498,9 @@ def _write(out: Path, table: str, block: str, scored: dict[str, dict[str, Any]],
         raise ValueError(f"{path} holds {results['table']}; use another output folder for {table}")
     results["table"] = table
     results.setdefault("blocks", {}).setdefault(block, {}).update(scored)
-    results["protocol"] = {
-        "FVD": PROTOCOLS[settings.fvd_protocol].name if isinstance(settings.fvd_protocol, str) else "custom",
-        "LSE crop": settings.lse_crop,
-        "frame stride": settings.frame_stride,
-    }
+    block_protocol = protocol(settings, counted or {})
+    results.setdefault("protocols", {})[block] = block_protocol  # each block keeps its own
+    results["protocol"] = {k: v for k, v in block_protocol.items() if k not in ("networks", "counted")}
     results["settings"] = json.loads(json.dumps(asdict(settings), default=str))
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(results, indent=1)))
     atomic_write(out / "table.md", lambda tmp: tmp.write_text(render_table(table, results)))

@@ -182,6 +182,48 @@ def test_schema_version_mismatch_is_refused(tmp_path: Path, models: BuildModels)
         decode_sample(sample)
 
 
+def raw_samples(out: Path) -> dict[str, dict[str, bytes]]:
+    """Every sample's stored bytes (motion, meta, audio, mel, crops) by key."""
+    urls = [str(p) for p in sorted(out.glob("*.tar"))]
+    samples = wds.WebDataset(urls, shardshuffle=False, empty_check=False)
+    return {s["__key__"]: {k: v for k, v in s.items() if not k.startswith("__")} for s in samples}
+
+
+def test_decode_workers_give_byte_identical_samples(tmp_path: Path, models: BuildModels) -> None:
+    """Decode and crop in 2 worker processes (chunks of clips interleaving, a test clip cut into pieces, face
+    crops, skipped clips) store exactly what the in-process path does, with the same manifest reasons."""
+    root = hdtf_dataset(tmp_path / "raw", {"WRA_Carol": 1, "WDA_Alice": 1})  # Carol has the longer sentence
+    video = (root / "WDA_Alice_000.mp4").read_bytes()
+    (root / "WDA_Zed_000.mp4").write_bytes(video[: len(video) // 2])
+    talking_video(root / "WDA_Empty_000.mp4", SENTENCES[1], blank=True)
+    split_file = tmp_path / "splits.txt"
+    split_file.write_text("WDA_Alice train\nWRA_Carol test\n")
+    models.batch_size = 8  # several chunks per clip
+    outs = {}
+    for workers in (0, 2):
+        outs[workers] = out = tmp_path / f"shards-{workers}"
+        assert build("hdtf", root, out, models, split_file=split_file, min_frames=20, test_seconds=1.0, face_frames=2,
+                     progress=False, decode_workers=workers) == 0  # fmt: skip
+    serial, parallel = raw_samples(outs[0]), raw_samples(outs[2])
+    assert len(serial) == 3 and sorted(serial) == sorted(parallel)  # a whole clip and a test clip's 1 s pieces
+    for key, sample in serial.items():
+        assert sample == parallel[key], key
+    reasons = [{r["key"]: r.get("reason") for r in read_manifests(out)} for out in outs.values()]
+    assert reasons[0] == reasons[1]
+    assert reasons[0]["hdtf/WDA_Zed/000"].startswith("unreadable video")
+    assert reasons[0]["hdtf/WDA_Empty/000"].startswith("no face")
+
+
+def test_default_decode_workers_follow_the_jobs_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    from data_prep.parallel import available_cpus, default_decode_workers
+
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "12")
+    assert available_cpus() == 12 and default_decode_workers() == 11
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK")
+    assert available_cpus() == len(os.sched_getaffinity(0))
+    assert default_decode_workers(1) == 0 and default_decode_workers(256) == 32
+
+
 @pytest.mark.slow
 def test_killed_build_resumes_without_duplicates_or_truncated_shards(
     tmp_path: Path, liveportrait_weights: Path
@@ -208,3 +250,37 @@ def test_killed_build_resumes_without_duplicates_or_truncated_shards(
     assert sorted(c.key for c in clips) == sorted(keys)  # every shard decodes; no clip twice
     assert not list(out.glob("*.tmp"))
     assert sum(json.loads((out / "sizes.json").read_text()).values()) == 12
+
+
+def test_transcripts_and_styles_continuing_another_dataset(tmp_path: Path, models: BuildModels) -> None:
+    """``--transcripts`` stores each clip's text (matched by key, path or file name); ``--styles-from`` numbers this
+    dataset's styles after another folder's, and the data module refuses two folders that share an id."""
+    from data_prep.transcripts import load_transcripts
+    from pctalk.data import ShardDataModule
+    from pctalk.data.styles import read_styles
+
+    hdtf = hdtf_dataset(tmp_path / "raw", {"WDA_Alice": 1, "RD_Bob": 1})
+    (tmp_path / "split.txt").write_text("WDA_Alice train\nRD_Bob train\n")
+    first = tmp_path / "first"
+    build("hdtf", hdtf, first, models, split_file=tmp_path / "split.txt", min_frames=20, progress=False)
+    assert read_styles(first) == {"0": "hdtf/RD_Bob", "1": "hdtf/WDA_Alice"}
+
+    mead = mead_dataset(tmp_path / "mead", identities=("M003", "M005", "W011"), emotions=("neutral",))
+    (tmp_path / "mead_split.txt").write_text("M005 train\nW011 train\nM003 test\n")
+    texts = tmp_path / "transcripts.tsv"
+    texts.write_text("# clip id<TAB>text\nmead/M005/neutral_1_001\tShe had your dark suit.\n001\tDon't ask me.\n")
+    assert load_transcripts(texts)["001"] == "Don't ask me."
+    second = tmp_path / "second"
+    build("mead", mead, second, models, split_file=tmp_path / "mead_split.txt", min_frames=20, progress=False,
+          styles_from=str(first), transcripts=texts)  # fmt: skip
+    clips = {c.meta.identity: c.meta for c in read_shards(second)}
+    assert clips["M005"].extra["text"] == "She had your dark suit."  # by key, before the file name
+    assert clips["W011"].extra["text"] == "Don't ask me."  # by file name
+    assert (clips["M005"].style_id, clips["W011"].style_id, clips["M003"].style_id) == (2, 3, -1)
+    assert ShardDataModule(f"{first},{second}").styles() == {
+        "0": "hdtf/RD_Bob", "1": "hdtf/WDA_Alice", "2": "mead/M005", "3": "mead/W011",
+    }  # fmt: skip
+    third = tmp_path / "third"  # numbered on its own: ids 0 and 1 again, for other speakers
+    build("mead", mead, third, models, split_file=tmp_path / "mead_split.txt", min_frames=20, progress=False)
+    with pytest.raises(ValueError, match="--styles-from"):
+        ShardDataModule(f"{first},{third}").setup("fit")

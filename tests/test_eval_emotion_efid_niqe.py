@@ -175,3 +175,37 @@ def test_niqe_metric_and_bad_input() -> None:
     ramp = np.tile(np.linspace(0, 255, 192), (192, 1))
     np.testing.assert_allclose(matlab_imresize(np.full((192, 192), 7.0), 0.5), 7.0)
     assert matlab_imresize(ramp, 0.5).shape == (96, 96)
+
+
+def test_face_metrics_take_frames_of_any_shape(emotion_fan_file: Path, syncnet_file_for_shapes: Path) -> None:
+    """A landscape frame with the face off-centre (a pasted-back HDTF-shaped video): Acc_emo scores the face cut out
+    of it, and LSE's ``frame`` mode, which would squeeze the whole frame to 224x224, refuses it."""
+    from eval.metrics.emotion import EmotionAccuracy, face_video
+    from eval.metrics.lse import LSEInputError, lse_frames
+    from eval.networks.syncnet_v2 import load_syncnet_v2
+    from pctalk.data.schema import EMOTIONS
+    from raw_media import speech, talking_frames
+
+    wav = speech("Hello there.")
+    faces = talking_frames(wav, 16)  # (T, 320, 320, 3): the astronaut (a track needs 13 frames or more)
+    landscape = np.zeros((len(faces), 360, 640, 3), np.uint8)
+    landscape[:, 20:340, 300:620] = faces  # off-centre, right of the middle
+    crops = face_video(landscape)
+    assert crops.shape[1:] == (224, 224, 3)
+    assert face_video(faces) is faces  # square frames are taken as face crops
+    metric = EmotionAccuracy(emotion_fan_file, classes=EMOTIONS)
+    assert metric.predict(landscape) in metric.classes
+    metric.update([landscape], ["happy"])
+    assert float(metric.total) == 1
+    with pytest.raises(LSEInputError, match="crop='track'"):
+        lse_frames(load_syncnet_v2(syncnet_file_for_shapes), landscape, wav, crop="frame")
+
+
+@pytest.fixture(scope="module")
+def syncnet_file_for_shapes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from eval.networks.syncnet_v2 import SyncNetV2
+    from random_weights import seeded_state_dict
+
+    path = tmp_path_factory.mktemp("syncnet") / "syncnet_v2.model"
+    torch.save(seeded_state_dict(SyncNetV2().state_dict(), 3), path)
+    return path

@@ -123,7 +123,7 @@ def test_lse_metric_averages_videos_and_skips_bad_ones(syncnet_file: Path, tmp_p
     corrupt.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
     short = write_video(tmp_path / "short.mp4", talking_frames(speech("Hi."), 4, size=224), audio=speech("Hi."))
     silent_track = talking_video(tmp_path / "mute.mp4", audio=False)
-    metric = LSE(syncnet_file)
+    metric = LSE(syncnet_file, crop="frame")
     metric.update([good[0], corrupt, short, silent_track])
     metric.update(good[1])
     out = metric.compute()

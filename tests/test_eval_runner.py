@@ -3,6 +3,7 @@ table written; a 2-process DDP run gives the one-process numbers."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -50,7 +51,9 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _settings(bench: dict[str, Path], metrics: list[str]) -> MetricSettings:
-    return MetricSettings(metrics=metrics, weights_root=bench["weights"], frame_stride=20)
+    # the bench's videos (and the tiny renders pasted back into them) are square face crops; random-weight renders
+    # have no face a detector could track
+    return MetricSettings(metrics=metrics, weights_root=bench["weights"], frame_stride=20, lse_crop="frame")
 
 
 def test_run_scores_external_and_generated_videos(bench, release: Path, liveportrait_weights: Path, tmp_path) -> None:
@@ -71,9 +74,22 @@ def test_run_scores_external_and_generated_videos(bench, release: Path, liveport
                        settings=settings, accelerator="cpu", devices=1) == 0  # fmt: skip
     results = json.loads((out / "results.json").read_text())
     other, ours = results["blocks"]["HDTF"]["Other"], results["blocks"]["HDTF"]["Ours (tiny)"]
-    assert other["skipped"] == ["hdtf/B/002"] and ours["skipped"] == [] and other["clips"] == 3
-    expected = [lse_video(bench["raw"] / f"B_00{i}.mp4", bench["weights"] / "syncnet" / "syncnet_v2.model")
-                for i in (0, 1)]  # fmt: skip
+    assert [s["clip"] for s in other["skipped"]] == ["hdtf/B/002"] and ours["skipped"] == [] and other["clips"] == 3
+    assert "VideoError" in other["skipped"][0]["reason"]  # each skipped clip once, with its reason
+    used = results["protocols"]["HDTF"]
+    assert used["counted"]["Other"]["clips"] == 2 and used["counted"]["Ours (tiny)"]["clips"] == 3
+    assert (
+        used["networks"]["syncnet.syncnet_v2"]["sha256"]
+        == hashlib.sha256((bench["weights"] / "syncnet" / "syncnet_v2.model").read_bytes()).hexdigest()
+    )
+    expected_all = [lse_video(bench["raw"] / f"B_00{i}.mp4", bench["weights"] / "syncnet" / "syncnet_v2.model")
+                    for i in (0, 1, 2)]  # fmt: skip
+    expected = expected_all[:2]
+    real = results["blocks"]["HDTF"]["Real videos"]  # the ground-truth row, scored by the same run
+    assert real["clips"] == 3 and real["skipped"] == []
+    # FVD needs two videos a side: the halves of three clips are two and one
+    assert all(np.isfinite(real[k]) for k in ("lse_c", "lse_d", "niqe", "fid", "acc_emo")), real
+    assert real["lse_c"] == pytest.approx(sum(r.lse_c for r in expected_all) / 3, rel=1e-5)
     assert other["lse_c"] == pytest.approx(sum(r.lse_c for r in expected) / 2, rel=1e-5)
     assert other["fid"] == pytest.approx(0.0, abs=1e-2)  # the same frames as the reference
     assert all(k in ours for k in ("lse_c", "lse_d", "fid", "niqe", "fvd", "acc_emo"))
@@ -103,9 +119,14 @@ def test_run_under_two_process_ddp_equals_one_process(bench, run_cli, tmp_path: 
              "--strategy", "ddp"], module="eval")  # fmt: skip
     one = json.loads((tmp_path / "one" / "results.json").read_text())["blocks"]["HDTF"]["Other"]
     two = json.loads((tmp_path / "two" / "results.json").read_text())["blocks"]["HDTF"]["Other"]
-    assert two["skipped"] == one["skipped"] == ["hdtf/B/002"]
+    assert two["skipped"] == one["skipped"] and [s["clip"] for s in one["skipped"]] == ["hdtf/B/002"]
     for key in ("lse_c", "lse_d", "niqe", "fvd"):
         assert two[key] == pytest.approx(one[key], rel=1e-6), key
+    # fewer clips than ranks: the rank without a clip still takes part in the metrics' sync (no hang)
+    run_cli(["run", "--config", tmp_path / "run.yaml", "--out", tmp_path / "few", "--devices", "2",
+             "--strategy", "ddp", "--max-clips", "1"], module="eval", timeout=240)  # fmt: skip
+    few = json.loads((tmp_path / "few" / "results.json").read_text())["blocks"]["HDTF"]["Other"]
+    assert few["skipped"] == [] and np.isfinite(few["lse_c"])
 
 
 def test_render_table_layout() -> None:

@@ -39,9 +39,11 @@ class EmotionAccuracy(Metric):
         checkpoint: an Emotion-FAN checkpoint.
         classes: the checkpoint's output classes in order (needed when the file does not store them).
         attention: ``"relation"`` (Emotion-FAN's best) or ``"self"``.
+        weights_root: where the face detector for videos that are not face crops is looked for (SCRFD's
+            ``det_10g.onnx``; OpenCV's Haar cascade without it).
 
-    ``update(videos, emotions)``: a sequence of ``(T, H, W, 3)`` uint8 face-crop videos and their target emotions
-    (names, or indices into ``EMOTIONS``).
+    ``update(videos, emotions)``: a sequence of ``(T, H, W, 3)`` uint8 videos (face crops, or frames of any shape,
+    whose face is cut out first) and their target emotions (names, or indices into ``EMOTIONS``).
     """
 
     full_state_update = False
@@ -54,6 +56,7 @@ class EmotionAccuracy(Metric):
         classes: Sequence[str] | None = None,
         attention: str = "relation",
         max_frames: int | None = None,
+        weights_root: str | os.PathLike[str] | None = None,
         **kwargs: object,
     ) -> None:
         super().__init__(**kwargs)
@@ -66,14 +69,15 @@ class EmotionAccuracy(Metric):
         if len(names) != n_out:
             raise ValueError(f"{checkpoint} has {n_out} outputs but {len(names)} class names were given")
         self.classes = tuple(_canonical(n) for n in names)
-        self.attention, self.max_frames = attention, max_frames
+        self.attention, self.max_frames, self.weights_root = attention, max_frames, weights_root
         self.add_state("correct", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("total", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
 
     @torch.inference_mode()
     def predict(self, video: np.ndarray) -> str:
-        """The emotion predicted for one ``(T, H, W, 3)`` uint8 face-crop video."""
-        frames = np.asarray(video)[: self.max_frames]
+        """The emotion predicted for one ``(T, H, W, 3)`` uint8 video: a face-crop video as it is, any other
+        (landscape, portrait, a face pasted back into its frame) cut to the face first (:func:`face_video`)."""
+        frames = face_video(np.asarray(video)[: self.max_frames], self.weights_root)
         faces = preprocess_faces(frames).to(self.device)
         features, alphas = zip(*(self.net.frame_features(chunk) for chunk in faces.split(64)), strict=True)
         logits = self.net.video_logits(torch.cat(features), torch.cat(alphas), self.attention)
@@ -83,9 +87,27 @@ class EmotionAccuracy(Metric):
         if len(videos) != len(emotions):
             raise ValueError(f"{len(videos)} videos but {len(emotions)} target emotions")
         for video, emotion in zip(videos, emotions, strict=True):
-            target = EMOTIONS[emotion] if isinstance(emotion, int) else _canonical(emotion)
-            self.correct += float(self.predict(video) == target)
-            self.total += 1
+            self.add(self.predict(video), emotion)
+
+    def add(self, predicted: str, emotion: str | int) -> None:
+        """Count one video's prediction against its target emotion."""
+        target = EMOTIONS[emotion] if isinstance(emotion, int) else _canonical(emotion)
+        self.correct += float(predicted == target)
+        self.total += 1
 
     def compute(self) -> torch.Tensor:
         return self.correct / self.total
+
+
+def face_video(frames: np.ndarray, weights_root: str | os.PathLike[str] | None = None) -> np.ndarray:
+    """``(T, H, W, 3)`` -> square face crops: the frames themselves when they are square (face crops), else the face
+    detected and cropped in every frame as syncnet_python's pipeline crops it (``(T, 224, 224, 3)``).
+
+    Raises:
+        eval.metrics.lse.LSEInputError: no face in any frame.
+    """
+    if frames.shape[1] == frames.shape[2]:
+        return frames
+    from eval.metrics.lse import _face_boxes, track_crop
+
+    return track_crop(frames, _face_boxes(frames, weights_root))

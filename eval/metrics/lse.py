@@ -112,6 +112,10 @@ def track_crop(frames: np.ndarray, boxes: np.ndarray, crop_scale: float = 0.4) -
         ``(T, 224, 224, 3)`` uint8 crops, in the frames' channel order.
     """
     boxes = np.asarray(boxes, dtype=np.float64)
+    if len(boxes) < 13:  # the median filter would zero-pad the whole track into an empty box
+        raise LSEInputError(
+            f"{len(boxes)} frames are too few for syncnet_python's face track (a 13-frame median filter over the boxes)"
+        )
     half = medfilt(np.maximum(boxes[:, 3] - boxes[:, 1], boxes[:, 2] - boxes[:, 0]) / 2, kernel_size=13)
     cy = medfilt((boxes[:, 1] + boxes[:, 3]) / 2, kernel_size=13)
     cx = medfilt((boxes[:, 0] + boxes[:, 2]) / 2, kernel_size=13)
@@ -253,6 +257,12 @@ def lse_frames(
         frames = track_crop(frames, _face_boxes(frames, weights_root))
     elif crop != "frame":
         raise ValueError(f"crop must be 'frame' or 'track', got {crop!r}")
+    elif frames.shape[1] != frames.shape[2]:
+        raise LSEInputError(
+            f"crop='frame' takes face crops, but the frames are {frames.shape[2]}x{frames.shape[1]} (a full or "
+            f"pasted-back frame would be squeezed to 224x224): use crop='track' (lse_crop: track), which detects and "
+            f"crops the face as syncnet_python's pipeline does"
+        )
     samples = to_int16(audio)
     feat_v, feat_a = embed(net, _as_224_bgr(frames), mfcc(samples), len(samples), batch_size)
     return sync_scores(offset_distances(feat_v, feat_a, vshift), vshift)
@@ -310,12 +320,14 @@ class LSE(Metric):
         self,
         syncnet_path: str | os.PathLike[str],
         vshift: int = 15,
-        crop: str = "frame",
+        crop: str = "track",
         batch_size: int = 20,
+        weights_root: str | os.PathLike[str] | None = None,
         **kwargs: object,
     ) -> None:
         super().__init__(**kwargs)
         self.syncnet_path, self.vshift, self.crop, self.batch_size = Path(syncnet_path), vshift, crop, batch_size
+        self.weights_root = weights_root
         self._net: SyncNetV2 | None = None
         for name in ("lse_c_sum", "lse_d_sum", "videos", "skipped"):
             self.add_state(name, torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
@@ -344,16 +356,24 @@ class LSE(Metric):
         for item in items:
             try:
                 if isinstance(item, tuple):
-                    result = lse_frames(self.net, item[0], item[1], self.vshift, self.crop, self.batch_size)
+                    result = self.score(item[0], item[1])
                 else:
                     result = lse_video(item, self.net, self.vshift, self.crop, self.batch_size)
             except (VideoError, LSEInputError) as err:
                 log.warning("LSE: skipping %s", err)
                 self.skipped += 1
                 continue
-            self.lse_c_sum += result.lse_c
-            self.lse_d_sum += result.lse_d
-            self.videos += 1
+            self.add(result)
+
+    def score(self, frames: np.ndarray, audio: np.ndarray | torch.Tensor) -> LSEResult:
+        """One video's scores, not yet counted (raises :class:`LSEInputError` for a video that cannot be scored)."""
+        return lse_frames(self.net, frames, audio, self.vshift, self.crop, self.batch_size, self.weights_root)
+
+    def add(self, result: LSEResult) -> None:
+        """Count one video's scores."""
+        self.lse_c_sum += result.lse_c
+        self.lse_d_sum += result.lse_d
+        self.videos += 1
 
     def compute(self) -> dict[str, torch.Tensor]:
         n = self.videos.clamp(min=1)
