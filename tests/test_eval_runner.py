@@ -101,7 +101,7 @@ def test_run_scores_external_and_generated_videos(bench, release: Path, liveport
 
     before = {p: p.stat().st_mtime_ns for p in (out / "videos").rglob("*.mp4")}
     run_command("table1", out, "hdtf", bench["raw"], methods[1:], splits=bench["root"] / "splits.json",
-                settings=_settings(bench, ["niqe"]), accelerator="cpu", devices=1)  # fmt: skip
+                settings=_settings(bench, ["niqe"]), accelerator="cpu", devices=1, ground_truth=False)  # fmt: skip
     assert {p: p.stat().st_mtime_ns for p in (out / "videos").rglob("*.mp4")} == before  # resumed, not redone
 
 
@@ -111,7 +111,7 @@ def test_run_under_two_process_ddp_equals_one_process(bench, run_cli, tmp_path: 
         "table": "table1", "dataset": "hdtf", "root": str(bench["raw"]), "splits": str(bench["root"] / "splits.json"),
         "methods": [{"name": "Other", "videos": str(bench["other"])}],
         "settings": {"metrics": ["lse", "niqe", "fvd"], "weights_root": str(bench["weights"]), "frame_stride": 20},
-        "accelerator": "cpu",
+        "accelerator": "cpu", "ground_truth": False,
     }  # fmt: skip
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
     run_cli(["run", "--config", tmp_path / "run.yaml", "--out", tmp_path / "one", "--devices", "1"], module="eval")
@@ -173,7 +173,8 @@ def test_a_lac_of_target_all_trains_exports_generates_and_scores(
     method = Method("no lip keypoints", lac=lac, liveportrait=liveportrait_weights, input="image",
                     liveportrait_size="tiny", cropper="opencv")  # fmt: skip
     assert run_command("table3", out, "hdtf", bench["raw"], [method], splits=bench["root"] / "splits.json",
-                       settings=_settings(bench, ["lse"]), accelerator="cpu", devices=1) == 0  # fmt: skip
+                       settings=_settings(bench, ["lse"]), accelerator="cpu", devices=1,
+                       ground_truth=False) == 0  # fmt: skip
     row = json.loads((out / "results.json").read_text())["blocks"]["HDTF"]["no lip keypoints"]
     assert row["clips"] == 3 and row["skipped"] == [] and np.isfinite(row["lse_c"])
     assert "| no lip keypoints |" in (out / "table.md").read_text()
