@@ -62,8 +62,6 @@ import torch  # noqa: E402
 from common import machine, peak_rss_mib, timeit  # noqa: E402
 
 GROUPS = ("train", "generate", "build", "eval")
-#: pctalk's emotion order, the class names stored with the Emotion-FAN file
-EMOTIONS8 = ("neutral", "happy", "sad", "angry", "fear", "disgusted", "surprised", "contempt")
 #: the astronaut photo's five landmarks (eyes, nose, mouth corners) in its own 512x512 pixels
 ASTRONAUT_5 = np.array([[185.0, 110.0], [235.0, 105.0], [212.0, 140.0], [190.0, 170.0], [232.0, 167.0]])
 TEXT = "The duck ate too many bees. Then it flew away over the lake, singing loudly, while the children counted clouds."
@@ -263,44 +261,12 @@ class Workspace:
         """The eval networks' files under the weights root: SyncNet v2, pytorch-fid's Inception, an I3D TorchScript
         (the published architecture; the tests' tiny one in the dry run), Emotion-FAN (with class names),
         Deep3DFaceRecon and its 3D landmarks."""
-        import scipy.io
+        from eval_networks import save_eval_weights
 
-        from eval.networks.deep3dfacerecon import ReconNet
-        from eval.networks.emotion_fan import EmotionFAN
-        from eval.networks.syncnet_v2 import SyncNetV2
-        from eval_networks import TinyI3D, fid_inception_template
-        from random_weights import seeded_state_dict
-
-        root = self.weights
-        (root / "syncnet").mkdir()
-        torch.save(seeded_state_dict(SyncNetV2().state_dict(), 3), root / "syncnet" / "syncnet_v2.model")
-        (root / "fid").mkdir()
-        inception = seeded_state_dict(fid_inception_template(), 5)
-        torch.save(inception, root / "fid" / "pt_inception-2015-12-05-6726825d.pth")
-        (root / "fvd").mkdir()
-        if self.sizes.dry:
-            torch.manual_seed(0)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)
-                torch.jit.script(TinyI3D().eval()).save(str(root / "fvd" / "i3d_torchscript.pt"))
-        else:
-            from i3d_architecture import save_random_i3d
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)
-                save_random_i3d(root / "fvd" / "i3d_torchscript.pt")
-        (root / "emotion_fan").mkdir()
-        fan = seeded_state_dict(EmotionFAN(8).state_dict(), 11)
-        torch.save({"state_dict": fan, "classes": list(EMOTIONS8)}, root / "emotion_fan" / "emotion_fan_mead.pth.tar")
-        (root / "deep3dfacerecon" / "BFM").mkdir(parents=True)
-        torch.save({"net_recon": seeded_state_dict(ReconNet().state_dict(), seed=13), "epoch": 20},
-                   root / "deep3dfacerecon" / "epoch_20.pth")  # fmt: skip
-        rng = np.random.default_rng(0)
-        lm = np.concatenate([rng.uniform(-0.8, 0.8, (68, 2)), rng.uniform(0.0, 0.3, (68, 1))], axis=1)
-        lm[36:48, 1] += 0.3  # eyes above the nose, mouth below
-        lm[48:68, 1] -= 0.4
-        scipy.io.savemat(root / "deep3dfacerecon" / "BFM" / "similarity_Lm3D_all.mat", {"lm": lm})
-        return root
+        save_i3d = None
+        if not self.sizes.dry:
+            from i3d_architecture import save_random_i3d as save_i3d
+        return save_eval_weights(self.weights, i3d=save_i3d)
 
     @property
     def encoder_file(self) -> Path:
@@ -670,10 +636,10 @@ def check_metrics(ws: Workspace, name: str) -> Iterator[Row]:
         metric.update(real, real=True)
         yield _metric_row(ws, name, f"Inception pool3, {k} frames {size}->299", k,
                           lambda: metric.update(generated, real=False))  # fmt: skip
-        if not s.dry:  # the 2048-d matrix square root (scipy, CPU): 30 s on one CPU thread, so not in the dry run
-            start = time.perf_counter()
-            metric.compute()  # from a few frames the covariances are singular: it must compute, finite or not
-            yield Row("eval FID", "compute(): 2048-d sqrtm (scipy, CPU)", time.perf_counter() - start, "s")
+        start = time.perf_counter()
+        metric.compute()  # from a few frames the covariances are singular: it must compute, finite or not
+        yield Row("eval FID", "compute(): 2048-d Fréchet distance (two eigendecompositions, CPU)",
+                  time.perf_counter() - start, "s")  # fmt: skip
     elif name == "NIQE":
         from eval.metrics.niqe import NIQE
 
@@ -728,7 +694,7 @@ def check_eval_run(ws: Workspace) -> Iterator[Row]:
     for clip in clips:
         shutil.copy(clip, folder / clip.name)
     (ws.root / "eval_splits.json").write_text(json.dumps({"hdtf": {i: "test" for i in identities}}))
-    metrics = ["lse", "niqe", "fvd", "acc_emo"] if s.dry else ["lse", "fid", "niqe", "fvd", "acc_emo"]
+    metrics = ["lse", "fid", "niqe", "fvd", "acc_emo"]
     settings = MetricSettings(metrics=metrics, weights_root=ws.weights, frame_stride=s.eval_stride)
     out = ws.root / "eval_out"
     sync()
@@ -744,8 +710,7 @@ def check_eval_run(ws: Workspace) -> Iterator[Row]:
         raise CheckFailed(f"skipped clips: {result['skipped']}")
     _finite({k: result[k] for k in ("lse_c", "lse_d", "niqe", "acc_emo")}, "pctalk-eval run")
     names = " + ".join(m.upper() if m != "acc_emo" else "Acc_emo" for m in metrics)
-    yield Row("pctalk-eval run", f"{len(clips)} clip(s), {names}, frame stride {s.eval_stride}, {s.device}"
-              + (" (FID left out of the dry run: its sqrtm takes 30 s on one CPU thread)" if s.dry else ""),
+    yield Row("pctalk-eval run", f"{len(clips)} clip(s), {names}, frame stride {s.eval_stride}, {s.device}",
               seconds / len(clips), "s per clip")  # fmt: skip
 
 

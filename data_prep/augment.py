@@ -12,7 +12,6 @@ A driver whose identity is in the test or validation split is refused: augmented
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ import webdataset as wds
 from pctalk.audio.mel import frame_windows
 from pctalk.audio.syncnet import SYNC_FRAMES, SyncNet
 from pctalk.data.schema import Clip, decode_sample
+from pctalk.data.splits import read_splits
 from pctalk.data.writer import append_records, read_manifests
 from pctalk.keypoints.crop import FaceCropper, FaceNotFoundError, face_box
 from pctalk.keypoints.liveportrait import LivePortrait
@@ -65,7 +65,7 @@ def load_drivers(shards: str | os.PathLike[str], limit: int | None = None) -> li
     held_out = set()
     splits_path = folder / "splits.json"
     if splits_path.is_file():
-        for dataset, mapping in json.loads(splits_path.read_text()).items():
+        for dataset, mapping in read_splits(splits_path).items():
             held_out |= {(dataset, identity) for identity, split in mapping.items() if split != "train"}
     drivers = []
     for sample in wds.WebDataset([str(folder / n) for n in names], shardshuffle=False, empty_check=False):

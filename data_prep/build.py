@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from data_prep.sources import ClipSource, enumerate_clips
-from data_prep.splits import assign_splits, load_split_file, write_splits
+from data_prep.splits import assign_splits, load_split_file, write_splits, write_test_list
 from data_prep.transcripts import load_transcripts, transcript_of
 from pctalk.audio.io import AudioLoadError, SilentAudioError, ensure_audible, load_audio
 from pctalk.audio.mel import fit_to_frames, frame_windows, melspectrogram, samples_per_frame
@@ -326,6 +326,19 @@ def _outcomes(
         yield src, result
 
 
+def _where(src: ClipSource, root: Path, clip: Clip) -> dict[str, Any]:
+    """Where a sample comes from, for its manifest record (and so for ``test_clips.json``): its raw video and audio
+    relative to the dataset root, its first frame, its raw identity, clip name and labels."""
+
+    def relative(path: Path | None) -> str | None:
+        return None if path is None else Path(os.path.relpath(path, root)).as_posix()
+
+    meta = clip.meta
+    return {"video": relative(src.video), "audio": relative(src.audio), "start_frame": int(meta.extra["start_frame"]),
+            "identity": meta.identity, "clip_name": meta.clip, "emotion": meta.emotion,
+            "level": meta.level}  # fmt: skip
+
+
 def _samples_per_shard(n_clips: int, gpus: int, workers: int, cap: int = 512) -> int:
     """Enough shards for every (GPU, worker) pair to get at least four: ``n_clips / (4 * gpus * workers)``."""
     return max(1, min(cap, math.floor(n_clips / (4 * gpus * workers))))
@@ -424,7 +437,7 @@ def build(
     clips = enumerate_clips(dataset, root)
     adapter_dataset = clips[0].dataset
     identities = sorted({c.identity for c in clips})
-    fixed = load_split_file(split_file) if split_file else None
+    fixed = load_split_file(split_file, adapter_dataset) if split_file else None
     splits = assign_splits(identities, adapter_dataset, fixed)
     write_splits(out, adapter_dataset, splits)
     train_identities = [i for i in identities if splits[i] == "train"]
@@ -492,10 +505,11 @@ def build(
                     for clip in result:
                         if text is not None:
                             clip.meta.extra["text"] = text
-                        sink.write(clip, source=str(src.video))
+                        sink.write(clip, source=str(src.video), **_where(src, Path(root), clip))
                 bar.update(task, advance=1, status=f"written {sink.written}, skipped {sum(skipped.values())}")
     total_written = sink.written  # after the last shards were closed and renamed
     sizes = write_index(out)
+    write_test_list(out)
     table = Table(title=f"job {job_index + 1}/{num_jobs} done in {time.perf_counter() - started:.0f} s")
     table.add_column("outcome")
     table.add_column("clips", justify="right")
@@ -559,9 +573,12 @@ def build_command(
     Args:
         dataset: the raw layout: hdtf, mead, faces (augmented identities from `pctalk-data augment`) or folder.
         root: the raw dataset folder.
-        out: the shard folder (shards, manifests, sizes.json, <split>.txt, splits.json).
+        out: the shard folder (shards, manifests, sizes.json, <split>.txt, splits.json, and test_clips.json: the
+            test pieces pctalk-eval scores).
         weights: the weights root (default: $PCTALK_WEIGHTS, else ./pretrained_weights).
-        split_file: identity -> split (JSON, or `identity split` lines); default: MEAD's test identities, else a hash.
+        split_file: identity -> split: JSON, `identity split` lines, or a published one-column list of test
+            identities or clip names (test.txt; the split is the one its file name says), which then makes the whole
+            test set. Default: MEAD's test identities (M003, M030, W009, W015), else a stable hash.
         num_jobs: jobs splitting the clips (default: $SLURM_ARRAY_TASK_COUNT, else 1).
         job_index: this job (default: the SLURM array task, else 0).
         cropper: liveportrait (its ONNX models), dlib (face detector and 68 landmarks installed from PyPI; no files

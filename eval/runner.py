@@ -1,6 +1,7 @@
 """``pctalk-eval run``: the paper's benchmark tables as a Lightning ``trainer.test`` loop.
 
-For every test clip (the identities ``splits.json`` puts in ``test``) and every method, the generated video is either
+For every test clip (the pieces ``test_clips.json`` lists beside ``splits.json``, which ``pctalk-data build`` cuts;
+else the raw clips of the identities ``splits.json`` puts in ``test``) and every method, the generated video is either
 made with pctalk's inference pipeline (video or image input; written once to ``<out>/videos/<method>/<clip>.mp4``,
 so a re-run resumes) or taken from a folder of another method's videos (``<clip key>.mp4``). Each rank of a DDP run
 takes its share of the clips; the metrics' states reduce across ranks at the end. A clip that cannot be read or
@@ -30,7 +31,7 @@ from eval.paper import COLUMNS, LABELS, PAPER
 from pctalk.weights.io import atomic_write
 from pctalk.weights.registry import resolve
 
-__all__ = ["EvalTask", "Method", "MetricSettings", "render_table", "run_command", "test_clips"]
+__all__ = ["EvalClip", "EvalTask", "Method", "MetricSettings", "protocol", "render_table", "run_command", "test_clips"]
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,8 @@ class Method:
         emotion: an emotion control (``happy``, ``angry:lower_face:0.8``); ``"clip"``: each clip's own label (MEAD);
             ``"cycle"``: the eight emotions in turn over the clips (HDTF, which has no labels). Acc_emo scores the
             video against this emotion (against the clip's label for another method's videos).
-        liveportrait_size: ``"official"`` or ``"tiny"`` (tests).
-        cropper: ``"liveportrait"`` (its ONNX detectors) or ``"opencv"``.
+        liveportrait_size: ``"official"`` or ``"tiny"`` (tests); default: the run's.
+        cropper: ``"liveportrait"`` (its ONNX detectors), ``"dlib"`` or ``"opencv"``; default: the run's.
         real: the ground-truth row: the real test clips themselves, scored by the same run (LSE, NIQE and Acc_emo of
             the real videos; FID, FVD and E-FID of one half of the real clips against the other), as the field
             reports "Real videos"; a broken protocol shows at a glance.
@@ -66,8 +67,8 @@ class Method:
     liveportrait: Path | None = None
     input: str = "video"
     emotion: str | None = None
-    liveportrait_size: str = "official"
-    cropper: str = "liveportrait"
+    liveportrait_size: str | None = None
+    cropper: str | None = None
     real: bool = False
 
     def __post_init__(self) -> None:
@@ -149,21 +150,104 @@ class MetricSettings:
         return out
 
 
-def test_clips(dataset: str, root: Path, splits: Path | None, emotions: list[str] | None = None) -> list[Any]:
-    """The clips of ``dataset`` under ``root`` whose identity ``splits.json`` puts in ``test`` (all clips when no
-    splits file is given), optionally only those with the given emotions; sorted by key."""
-    from data_prep.sources import enumerate_clips
+@dataclass(frozen=True)
+class EvalClip:
+    """One scored clip: frames ``start_frame ...`` (``n_frames`` of them; ``None``: to the end) of a raw ``video`` at
+    25 fps and the same stretch of its ``audio`` (``None``: the video's own track). A test piece of
+    ``test_clips.json``, or a whole raw clip."""
 
-    clips = enumerate_clips(dataset, root)
+    key: str
+    dataset: str
+    identity: str
+    emotion: str
+    video: Path
+    audio: Path | None = None
+    start_frame: int = 0
+    n_frames: int | None = None
+
+    @property
+    def whole(self) -> bool:
+        """The whole raw clip (not a piece of it)."""
+        return self.start_frame == 0 and self.n_frames is None
+
+    def media(self) -> tuple[np.ndarray, torch.Tensor | None]:
+        """``(T, H, W, 3)`` uint8 frames and the 16 kHz audio of this clip (``None``: no audio track)."""
+        from pctalk.audio.io import AudioLoadError, load_audio
+        from pctalk.audio.mel import samples_per_frame
+        from pctalk.media import VideoReader
+
+        stop = None if self.n_frames is None else self.start_frame + self.n_frames
+        frames = np.concatenate(list(VideoReader(self.video).chunks(64, self.start_frame, stop)))
+        try:
+            audio = load_audio(self.audio or self.video)
+        except AudioLoadError:
+            return frames, None
+        if not self.whole:
+            per = samples_per_frame()
+            audio = audio[self.start_frame * per : self.start_frame * per + len(frames) * per]
+        return frames, audio
+
+
+def test_clips(
+    dataset: str,
+    root: Path,
+    splits: Path | None,
+    emotions: list[str] | None = None,
+    test_list: Path | None = None,
+) -> tuple[list[EvalClip], dict[str, Any]]:
+    """The clips to score, sorted by key, and where they come from (the split files' versions and hashes, for the
+    protocol).
+
+    With a test list (``test_list``, else ``test_clips.json`` beside ``splits``, written by ``pctalk-data build``):
+    its pieces of ``dataset`` (HDTF's test clips cut into 10 s pieces, the same for every method). Without one: the
+    raw clips of ``dataset`` under ``root`` whose identity ``splits`` puts in ``test`` (every clip without splits).
+    ``emotions`` keeps only clips with those labels.
+    """
+    from data_prep.sources import enumerate_clips
+    from pctalk.data.splits import TEST_LIST_FILE, content_sha256, read_splits, read_test_list
+
+    root = Path(root)
+    source: dict[str, Any] = {}
     if splits is not None:
-        mapping = json.loads(Path(splits).read_text())
-        test = {(ds, ident) for ds, ids in mapping.items() for ident, split in ids.items() if split == "test"}
-        clips = [c for c in clips if (c.dataset, c.identity) in test]
+        mapping = read_splits(splits)
+        source.update({"splits": str(splits), "splits_sha256": content_sha256(mapping)})
+        if test_list is None and (Path(splits).parent / TEST_LIST_FILE).is_file():
+            test_list = Path(splits).parent / TEST_LIST_FILE
+    if test_list is not None:
+        pieces, header = read_test_list(test_list)
+        pieces = [p for p in pieces if p.dataset == dataset or (dataset == "folder" and p.dataset == "folder")]
+        if not pieces:
+            raise ValueError(f"{test_list} lists no {dataset} test clips; give the test list of {dataset}'s shard "
+                             f"folder (test_list:), or build {dataset} with pctalk-data build")  # fmt: skip
+        if "splits_sha256" in source and header.get("splits_sha256") not in (None, source["splits_sha256"]):
+            raise ValueError(f"{test_list} was cut under other splits than {splits} (their hashes differ); rebuild "
+                             f"the shards, or give the splits.json it was written with")  # fmt: skip
+        source.update({"test_list": str(test_list), "test_list_sha256": header.get("sha256"),
+                       "test_list_version": header.get("version")})  # fmt: skip
+        clips = [
+            EvalClip(p.key, p.dataset, p.identity, p.emotion, root / p.video, root / p.audio if p.audio else None,
+                     p.start_frame, p.n_frames)
+            for p in pieces
+        ]  # fmt: skip
+        for clip in clips[:1]:
+            if not clip.video.is_file():
+                raise FileNotFoundError(f"{clip.video} (from {test_list}) does not exist: give the raw dataset's "
+                                        f"root that pctalk-data build read (root:)")  # fmt: skip
+    else:
+        raw = enumerate_clips(dataset, root)
+        if splits is not None:
+            test = {(ds, ident) for ds, ids in mapping.items() for ident, split in ids.items() if split == "test"}
+            raw = [c for c in raw if (c.dataset, c.identity) in test]
+        clips = [EvalClip(c.key, c.dataset, c.identity, c.emotion, c.video, c.audio) for c in raw]
     if emotions:
         clips = [c for c in clips if c.emotion in emotions]
     if not clips:
         raise ValueError(f"no test clips in {root} (dataset {dataset!r}, splits {splits}, emotions {emotions})")
-    return sorted(clips, key=lambda c: c.key)
+    source["test clips"] = len(clips)
+    return sorted(clips, key=lambda c: c.key), source
+
+
+test_clips.__test__ = False  # not a pytest test
 
 
 class _Indices(Dataset):
@@ -182,24 +266,31 @@ class _Indices(Dataset):
         return i if i < self.n else -1
 
 
-def _read(path: Path) -> tuple[np.ndarray, torch.Tensor | None]:
-    from pctalk.audio.io import AudioLoadError, load_audio
-    from pctalk.media import VideoReader
+def _chunks(frames: np.ndarray, size: int = 32) -> list[np.ndarray]:
+    """``frames`` in chunks of ``size`` (what a metric sends to the device at once)."""
+    return [frames[i : i + size] for i in range(0, len(frames), size)]
 
-    frames = np.concatenate(list(VideoReader(path).chunks()))
-    try:
-        audio = load_audio(path)
-    except AudioLoadError:
-        audio = None
-    return frames, audio
+
+def _read(path: Path) -> tuple[np.ndarray, torch.Tensor | None]:
+    """A generated video's frames and audio track (``None``: none)."""
+    return EvalClip("", "", "", "", Path(path)).media()
 
 
 class EvalTask(L.LightningModule):
     """Scores one method's videos: ``test_step`` takes one clip, ``on_test_epoch_end`` computes every metric."""
 
-    def __init__(self, method: Method, settings: MetricSettings, out: Path, root: Path) -> None:
+    def __init__(
+        self,
+        method: Method,
+        settings: MetricSettings,
+        out: Path,
+        root: Path,
+        liveportrait_size: str = "official",
+        cropper: str = "liveportrait",
+    ) -> None:
         super().__init__()
         self.method, self.settings, self.out, self.root = method, settings, Path(out), Path(root)
+        self.liveportrait_size, self.cropper = liveportrait_size, cropper
         self.metrics = settings.build()
         self.skipped: list[dict[str, str]] = []
         self.counts: Counter[str] = Counter()
@@ -211,14 +302,18 @@ class EvalTask(L.LightningModule):
     # -- videos --------------------------------------------------------------------------------------------------
     def generated_path(self, clip: Any) -> Path:
         """Where the method's video of ``clip`` is: for a folder of another method's videos, the raw clip's path
-        relative to the dataset root (``B_000.mp4``; MEAD: ``M003/video/front/happy/level_3/001.mp4``) or the flat
-        ``<dataset>_<identity>_<clip>.mp4``; for generated ones, ``<out>/videos/<method>/<flat>.mp4``."""
+        relative to the dataset root (``B_000.mp4``; MEAD: ``M003/video/front/happy/level_3/001.mp4``; whole clips
+        only) or the flat ``<dataset>_<identity>_<clip>.mp4`` (a test piece: ``hdtf_B_000_s001.mp4``); for generated
+        ones, ``<out>/videos/<method>/<flat>.mp4``; for the real videos, the raw clip."""
         flat = f"{clip.key.replace('/', '_')}.mp4"
         if self.method.real:
             return Path(clip.video)
         if self.method.videos is not None:
-            mirrored = Path(self.method.videos) / Path(clip.video).relative_to(self.root)
-            return mirrored if mirrored.is_file() else Path(self.method.videos) / flat
+            if clip.whole and Path(clip.video).is_relative_to(self.root):
+                mirrored = Path(self.method.videos) / Path(clip.video).relative_to(self.root)
+                if mirrored.is_file():
+                    return mirrored
+            return Path(self.method.videos) / flat
         return self.out / "videos" / self.method.name.replace("/", "_").replace(" ", "_") / flat
 
     def _generate(self, clip: Any, path: Path) -> None:
@@ -228,19 +323,27 @@ class EvalTask(L.LightningModule):
         if self._pipeline is None:
             self._pipeline = TalkingFacePipeline.from_checkpoints(
                 m.lac, m.emc, weights=m.liveportrait or self.settings.weights_root or resolve_root(),
-                cropper=m.cropper, liveportrait_size=m.liveportrait_size, device=str(self.device), progress=False,
+                cropper=m.cropper or self.cropper, liveportrait_size=m.liveportrait_size or self.liveportrait_size,
+                device=str(self.device), progress=False,
             )  # fmt: skip
         emotion = self.target_emotion(clip)
         spec = m.emotion if m.emotion not in (None, "clip", "cycle") else emotion
         controls = Controls(emotions=[EmotionControl.parse(spec)] if emotion != "neutral" else [])
         source: Any = clip.video
+        audio: Any = clip.audio or clip.video
+        if not clip.whole:  # a test piece: its own frames and stretch of audio
+            source, audio = clip.media()
+            if audio is None:
+                from pctalk.audio.io import AudioLoadError
+
+                raise AudioLoadError(f"{clip.audio or clip.video} has no audio track")
         if m.input == "image":
             from pctalk.media import VideoReader
 
-            source = next(VideoReader(clip.video).chunks(1))[0]
+            source = source[0] if isinstance(source, np.ndarray) else next(VideoReader(clip.video).chunks(1))[0]
         partial = path.with_name(f".{path.stem}.partial.mp4")
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._pipeline.generate(source, partial, audio=clip.audio or clip.video, controls=controls)
+        self._pipeline.generate(source, partial, audio=audio, controls=controls)
         os.replace(partial, path)
 
     def target_emotion(self, clip: Any) -> str:
@@ -271,9 +374,9 @@ class EvalTask(L.LightningModule):
                 if self.method.videos is not None:
                     raise VideoError(f"no generated video {path}")
                 self._generate(clip, path)
-            generated, audio = _read(path)
+            generated, audio = clip.media() if self.method.real else _read(path)
             needs_reference = {"fid", "fvd", "efid"} & set(self.metrics) and not self.method.real
-            reference, _ = _read(clip.video) if needs_reference else (None, None)
+            reference, _ = clip.media() if needs_reference else (None, None)
             self._score(clip, generated, audio, reference)
         except (VideoError, AudioLoadError, LSEInputError, FaceNotFoundError, SchemaError) as err:
             log.warning("eval %s: skipping %s: %s", self.method.name, clip.key, err)
@@ -304,9 +407,10 @@ class EvalTask(L.LightningModule):
             sides = [(generated, self.clips_all.index(clip.key) % 2 == 0)]
         else:
             sides = [(generated, False), (reference, True)]
-        if "fid" in m:
+        if "fid" in m:  # in chunks: device memory bounded whatever the resolution and length
             for frames, real in sides:
-                m["fid"].update(torch.from_numpy(frames[::stride]).permute(0, 3, 1, 2), real=real)
+                for chunk in _chunks(frames[::stride]):
+                    m["fid"].update(torch.from_numpy(chunk).permute(0, 3, 1, 2), real=real)
         if "niqe" in m:
             m["niqe"].update(generated[::stride])
         if "fvd" in m:
@@ -314,7 +418,8 @@ class EvalTask(L.LightningModule):
                 m["fvd"].update([frames], real=real)
         if "efid" in m:
             for frames, real in sides:
-                m["efid"].update(frames[::stride], real=real)
+                for chunk in _chunks(frames[::stride]):
+                    m["efid"].update(chunk, real=real)
 
     def on_test_epoch_end(self) -> None:
         results: dict[str, Any] = {}
@@ -374,7 +479,12 @@ def render_table(table: str, results: dict[str, Any]) -> str:
             lines.append(f"| {method}{label} | " + " | ".join(cells) + " |")
     notes = []
     for block, used in (results.get("protocols") or {"": results.get("protocol", {})}).items():
-        shown = {k: v for k, v in used.items() if k not in ("networks", "counted")}
+        shown = {k: v for k, v in used.items() if k not in ("networks", "counted", "clips")}
+        source = used.get("clips") or {}
+        if source:
+            shown["test clips"] = source.get("test clips")
+            if source.get("test_list_sha256"):
+                shown["test list sha256"] = source["test_list_sha256"][:12]
         counted = used.get("counted", {})
         if counted:
             shown["clips scored"] = ", ".join(f"{m} {c.get('clips', 0)}" for m, c in counted.items())
@@ -399,6 +509,9 @@ def run_command(
     strategy: str = "auto",
     num_nodes: int = 1,
     ground_truth: bool = True,
+    test_list: Path | None = None,
+    liveportrait_size: str = "official",
+    cropper: str = "liveportrait",
 ) -> int:
     """Score every method on the test clips and write results.json and table.md.
 
@@ -408,7 +521,8 @@ def run_command(
         dataset: the raw dataset's layout (hdtf, mead, folder), as for pctalk-data build.
         root: the raw dataset folder.
         methods: the table rows.
-        splits: data_prep's splits.json; its test identities are evaluated (default: every clip).
+        splits: data_prep's splits.json; the test pieces listed beside it (test_clips.json) are evaluated, else its
+            test identities' raw clips (default: every clip).
         emotions: only clips with these emotion labels (e.g. [neutral] for MEAD-Neutral).
         settings: metrics, weights and protocols.
         max_clips: evaluate only the first N test clips (a quick look).
@@ -417,12 +531,19 @@ def run_command(
         strategy: Lightning strategy (ddp for several devices).
         num_nodes: nodes (SLURM).
         ground_truth: add the "Real videos" row (:attr:`Method.real`), scored first by the same run.
+        test_list: the test pieces to score (default: test_clips.json beside splits, written by pctalk-data build;
+            without one, the whole raw clips of the test identities).
+        liveportrait_size: the LivePortrait sizes of the methods that do not give theirs (official; tiny: tests).
+        cropper: the face cropper of the methods that do not give theirs (liveportrait, dlib, opencv).
     """
     if table not in COLUMNS:
         raise ValueError(f"table must be one of {', '.join(COLUMNS)}, got {table!r}")
     settings = settings or MetricSettings()
     out = Path(out)
-    clips = test_clips(dataset, Path(root), splits, emotions)[:max_clips]
+    clips, source = test_clips(dataset, Path(root), splits, emotions, test_list)
+    clips = clips[:max_clips]
+    if max_clips is not None:
+        source["max clips"] = max_clips
     block = _block(dataset, emotions, table)
     if ground_truth and not any(m.real for m in methods):
         methods = [Method(REAL_VIDEOS, real=True), *methods]
@@ -432,7 +553,7 @@ def run_command(
     scored: dict[str, dict[str, Any]] = {}
     counted: dict[str, dict[str, int]] = {}
     for method in methods:
-        task = EvalTask(method, settings, out, Path(root))
+        task = EvalTask(method, settings, out, Path(root), liveportrait_size, cropper)
         rank, world = trainer.global_rank, trainer.world_size
         task.clips, task.clips_all = clips[rank::world], [c.key for c in clips]
         loader = DataLoader(_Indices(len(task.clips), -(-len(clips) // world)), batch_size=None)
@@ -440,7 +561,7 @@ def run_command(
         scored[method.name] = {**task.results, "clips": len(clips)}
         counted[method.name] = dict(task.counted)
     if trainer.global_rank == 0:
-        _write(out, table, block, scored, settings, counted)
+        _write(out, table, block, scored, settings, counted, source)
     return 0
 
 
@@ -454,9 +575,12 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def protocol(settings: MetricSettings, counted: dict[str, dict[str, int]]) -> dict[str, Any]:
+def protocol(
+    settings: MetricSettings, counted: dict[str, dict[str, int]], source: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """What a block's numbers were computed with: the network files (by SHA-256), crop mode and size, FVD protocol,
-    frame stride, clips and frames each method's metrics saw, and the pctalk version."""
+    frame stride, clips and frames each method's metrics saw, the test clips (split files and their hashes), and the
+    pctalk version."""
     import pctalk
     from eval.metrics.fvd import PROTOCOLS
 
@@ -479,6 +603,7 @@ def protocol(settings: MetricSettings, counted: dict[str, dict[str, int]]) -> di
         "frame stride": settings.frame_stride,
         "networks": networks,
         "counted": counted,
+        "clips": source or {},
         "pctalk": getattr(pctalk, "__version__", "unknown"),
     }
 
@@ -490,6 +615,7 @@ def _write(
     scored: dict[str, dict[str, Any]],
     settings: MetricSettings,
     counted: dict[str, dict[str, int]] | None = None,
+    source: dict[str, Any] | None = None,
 ) -> None:
 
     path = out / "results.json"
@@ -498,9 +624,9 @@ def _write(
         raise ValueError(f"{path} holds {results['table']}; use another output folder for {table}")
     results["table"] = table
     results.setdefault("blocks", {}).setdefault(block, {}).update(scored)
-    block_protocol = protocol(settings, counted or {})
+    block_protocol = protocol(settings, counted or {}, source)
     results.setdefault("protocols", {})[block] = block_protocol  # each block keeps its own
-    results["protocol"] = {k: v for k, v in block_protocol.items() if k not in ("networks", "counted")}
+    results["protocol"] = {k: v for k, v in block_protocol.items() if k not in ("networks", "counted", "clips")}
     results["settings"] = json.loads(json.dumps(asdict(settings), default=str))
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(results, indent=1)))
     atomic_write(out / "table.md", lambda tmp: tmp.write_text(render_table(table, results)))

@@ -167,7 +167,9 @@ class VideoReader:
         starts = stamps[:, 0]
         self.duration = float(stamps[-1, 1])
         self.source_fps = float(self._reader.get_avg_fps())
-        n_out = int(np.floor(self.duration * fps + 1e-6))
+        # decord's timestamps are float32: a 2.56 s clip ends at 2.5599999 s, so allow 1% of a frame (else the last
+        # frame of a 25 fps video is dropped)
+        n_out = int(np.floor(self.duration * fps + 0.01))
         targets = np.arange(n_out) / fps
         self.indices = np.clip(np.searchsorted(starts, targets + 1e-6, side="right") - 1, 0, n - 1)
         self.fps = fps
@@ -181,14 +183,15 @@ class VideoReader:
         h, w = self._reader[0].shape[:2]
         return int(h), int(w)
 
-    def chunks(self, size: int = 64) -> Iterator[np.ndarray]:
-        """``(n, H, W, 3)`` uint8 RGB chunks of the 25 fps frames, in order.
+    def chunks(self, size: int = 64, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
+        """``(n, H, W, 3)`` uint8 RGB chunks of the 25 fps frames ``start ... stop - 1`` (default: all), in order.
 
         Raises:
             VideoError: a frame cannot be decoded (a truncated file, for instance).
         """
-        for start in range(0, len(self.indices), size):
-            idx = self.indices[start : start + size]
+        indices = self.indices[start:stop]
+        for first in range(0, len(indices), size):
+            idx = indices[first : first + size]
             try:
                 yield self._reader.get_batch(idx.tolist()).asnumpy()
             except Exception as err:

@@ -37,3 +37,34 @@ def seeded_state_dict(template: Mapping[str, torch.Tensor], seed: int) -> dict[s
             value = 0.1 * torch.randn(shape, generator=g)
         out[key] = value.to(t.dtype)
     return out
+
+
+def save_training_weights(weights):
+    """The pretrained files training needs, random weights in the layouts users download, under ``weights``: tiny
+    LivePortrait, Wav2Lip's SyncNet expert, SyncTalk's audio encoder (bare keys) and a tiny wav2vec2."""
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    from pctalk.audio.encoder import AudioEncoder
+    from pctalk.audio.syncnet import SyncNet
+    from pctalk.keypoints.config import LivePortraitConfig
+    from pctalk.keypoints.liveportrait import LivePortrait, save_liveportrait
+
+    torch.manual_seed(0)
+    lp = LivePortrait(LivePortraitConfig.tiny())
+    lp.load_state_dict(seeded_state_dict(lp.state_dict(), 7))
+    save_liveportrait(lp, weights)
+    (weights / "wav2lip").mkdir()
+    torch.save({"state_dict": SyncNet().state_dict(), "global_step": 0}, weights / "wav2lip" / "lipsync_expert.pth")
+    (weights / "audio").mkdir()
+    encoder = AudioEncoder().state_dict()
+    torch.save(
+        {k.removeprefix("audio_encoder."): v for k, v in encoder.items()},
+        weights / "audio" / "audio_visual_encoder.pth",
+    )
+    config = Wav2Vec2Config(
+        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, conv_dim=(16, 16),
+        conv_stride=(5, 4), conv_kernel=(10, 8), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
+        do_stable_layer_norm=True, feat_extract_norm="layer",
+    )  # fmt: skip
+    Wav2Vec2Model(config).save_pretrained(weights / "wav2vec2_emotion")
+    return weights

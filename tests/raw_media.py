@@ -122,3 +122,86 @@ def variable_frame_rate_video(path: Path, gaps_ms: tuple[int, ...] = (50, 20), n
         for packet in stream.encode(None):
             container.mux(packet)
     return path
+
+
+# -- datasets in their real shapes ---------------------------------------------------------------------------------
+#: MEAD's layout: neutral at level 1, the other emotions at levels 1 and 3 (the paper's test identities are M003,
+#: M030, W009, W015).
+MEAD_CLIPS = (("neutral", 1), ("happy", 1), ("happy", 3), ("angry", 1), ("angry", 3))
+
+
+@lru_cache(maxsize=4)
+def _head(size: int) -> np.ndarray:
+    """The astronaut's head and shoulders, ``(size, size, 3)``: at 150 px its face is about 55 px, which OpenCV's
+    Haar cascade finds."""
+    return cv2.resize(data.astronaut()[0:280, 90:370], (size, size), interpolation=cv2.INTER_AREA)
+
+
+@lru_cache(maxsize=4)
+def _background(width: int, height: int) -> np.ndarray:
+    return cv2.GaussianBlur(cv2.resize(data.chelsea(), (width, height)), (0, 0), 6)
+
+
+def scene_frames(
+    wav: torch.Tensor, n: int, width: int = 384, height: int = 216, fps: int = 30, head: int = 150, seed: int = 0
+) -> np.ndarray:
+    """``(n, height, width, 3)`` uint8: a talking head off-centre in a wider (or taller) frame, moving on a slow
+    path as a speaker's head does, its mouth opening with the loudness of ``wav``; ``seed`` picks the path."""
+    loud = frame_loudness(wav, max(1, num_frames(len(wav)))) if len(wav) else torch.full((1,), -100.0)
+    opening = ((loud + 60) / 60).clamp(0, 1).numpy()
+    rng = np.random.default_rng(seed)
+    x0 = rng.uniform(0.05, 0.2) * (width - head) if seed % 2 else rng.uniform(0.7, 0.95) * (width - head)
+    y0 = rng.uniform(0.1, 0.6) * (height - head)
+    amp = 0.08 * min(width, height)
+    base, back = _head(head), _background(width, height)
+    frames = np.empty((n, height, width, 3), np.uint8)
+    for i in range(n):
+        phase = 2 * np.pi * i / max(n, 1)
+        x = int(np.clip(x0 + amp * np.sin(phase), 0, width - head))
+        y = int(np.clip(y0 + 0.5 * amp * np.sin(2 * phase), 0, height - head))
+        frames[i] = back
+        face = base.copy()
+        o = opening[min(int(i / fps * 25), len(opening) - 1)]
+        cv2.ellipse(face, (int(0.475 * head), int(0.6 * head)), (int(0.07 * head), max(1, int(0.045 * head * o))),
+                    0, 0, 360, (40, 10, 10), -1)  # fmt: skip
+        frames[i, y : y + head, x : x + head] = face
+    return frames
+
+
+def scene_video(
+    path: Path, text: str, width: int = 384, height: int = 216, fps: int = 30, audio: bool = True, seed: int = 0
+) -> Path:
+    """An mp4 of :func:`scene_frames` speaking ``text`` at ``fps``, the speech muxed in as AAC when ``audio``."""
+    wav = speech(text)
+    n = int(len(wav) / 16000 * fps)
+    return write_video(path, scene_frames(wav, n, width, height, fps, seed=seed), fps=fps,
+                       audio=wav if audio else None)  # fmt: skip
+
+
+def hdtf_shaped(root: Path, identities: dict[str, int], fps: int = 30, sentences: int = 1) -> Path:
+    """A mini HDTF: ``root/<identity>_<NNN>.mp4``, 16:9 landscape (384x216), the face off-centre and moving,
+    ``fps`` frames per second, AAC speech muxed; ``identities[id]`` clips each, ``sentences`` sentences long."""
+    k = 0
+    for n, (identity, count) in enumerate(identities.items()):
+        for i in range(count):
+            text = " ".join(SENTENCES[(k + j) % len(SENTENCES)] for j in range(sentences))
+            scene_video(root / f"{identity}_{i:03d}.mp4", text, fps=fps, seed=n * 7 + i)
+            k += 1
+    return root
+
+
+def mead_shaped(
+    root: Path, identities: tuple[str, ...], clips=MEAD_CLIPS, fps: int = 30, sentences: tuple[str, ...] = SENTENCES
+) -> Path:
+    """A mini MEAD in its real layout: video only in ``<id>/video/front/<emotion>/level_<n>/<NNN>.mp4`` (16:9,
+    ``fps``), the speech (``sentences`` in turn) as AAC in ``<id>/audio/<emotion>/level_<n>/<NNN>.m4a``."""
+    k = 0
+    for n, identity in enumerate(identities):
+        for emotion, level in clips:
+            text = sentences[k % len(sentences)]
+            k += 1
+            name = f"level_{level}/001"
+            scene_video(root / identity / "video/front" / emotion / f"{name}.mp4", text, fps=fps, audio=False,
+                        seed=n * 5 + k)  # fmt: skip
+            write_audio(root / identity / "audio" / emotion / f"{name}.m4a", speech(text))
+    return root

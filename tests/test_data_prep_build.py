@@ -17,6 +17,7 @@ import webdataset as wds
 from conftest import offline_env
 from data_prep.build import BuildModels, build, job_slice
 from pctalk.data.schema import SCHEMA_VERSION, SchemaError, decode_sample, encode_sample
+from pctalk.data.splits import content_sha256, read_splits, read_test_list
 from pctalk.data.writer import read_manifests
 from pctalk.keypoints.crop import FaceCropper
 from pctalk.media import VideoReader
@@ -65,11 +66,15 @@ def test_hdtf_build_round_trip(tmp_path: Path, models: BuildModels) -> None:
     assert sum(sizes.values()) == len(clips)
     listed = {s: (out / f"{s}.txt").read_text().split() for s in ("train", "val", "test")}
     assert sorted(name for names in listed.values() for name in names) == sorted(sizes)
-    assert json.loads((out / "splits.json").read_text())["hdtf"] == {
-        "RD_Bob": "val",
-        "WDA_Alice": "train",
-        "WRA_Carol": "test",
-    }
+    splits = read_splits(out / "splits.json")
+    assert splits["hdtf"] == {"RD_Bob": "val", "WDA_Alice": "train", "WRA_Carol": "test"}
+    assert json.loads((out / "splits.json").read_text())["version"] == 1
+    # the test pieces evaluation scores: each with its raw video (relative to the root) and frame range
+    pieces, header = read_test_list(out / "test_clips.json")
+    assert [p.key for p in pieces] == by_split["test"] and header["splits_sha256"] == content_sha256(splits)
+    assert [p.start_frame for p in pieces] == [25 * i for i in range(len(pieces))]
+    where = {(p.video, p.audio, p.n_frames, p.identity) for p in pieces}
+    assert where == {("WRA_Carol_000.mp4", None, 25, "WRA_Carol")}
     assert not list(out.glob("*.tmp"))
 
 
@@ -113,6 +118,18 @@ def test_variable_frame_rate_is_resampled_by_timestamp(tmp_path: Path) -> None:
     assert len(frames) == len(reader) == 52  # 2.08 s + the last frame, at 25 fps
     source = np.round(frames[:8, 32, 32, 0] / 4).astype(int).tolist()  # which source frame each 40 ms tick got
     assert source == [0, 0, 2, 3, 4, 5, 6, 8]  # 0 ms -> 0, 40 -> 0 (50 not yet), 80 -> 2 (70), 120 -> 3, ...
+
+
+@pytest.mark.parametrize("n", [64, 250, 1001])
+def test_a_25_fps_video_keeps_every_frame(tmp_path: Path, n: int) -> None:
+    """decord's float32 timestamps put the end of 64 frames at 2.5599999 s: the last frame must not be dropped."""
+    from pctalk.media import write_video
+
+    frames = np.zeros((n, 64, 64, 3), np.uint8)
+    frames[:, :, :, 0] = (np.arange(n) % 256)[:, None, None]
+    reader = VideoReader(write_video(tmp_path / "v.mp4", frames, fps=25))
+    assert len(reader) == n and sum(len(c) for c in reader.chunks(100)) == n
+    assert sum(len(c) for c in reader.chunks(16, start=n - 10)) == 10
 
 
 def test_bad_clips_are_skipped_with_their_reason(tmp_path: Path, models: BuildModels) -> None:

@@ -252,3 +252,35 @@ def test_reenactment_follows_the_driver(tiny_liveportrait) -> None:
     frames = reenact(models, data.astronaut(), clip, max_frames=n)
     assert frames.shape == (n, 128, 128, 3)
     assert np.array_equal(frames[0], frames[-1])
+
+
+def test_split_files_in_every_published_form(tmp_path: Path) -> None:
+    from data_prep.splits import assign_splits, load_split_file, write_splits
+    from pctalk.data.splits import content_sha256, read_splits
+
+    # a published one-column HDTF test list of clip names: the identities, all test (the file's name says so)
+    (tmp_path / "hdtf_test_list.txt").write_text("WDA_BarackObama_000.mp4\nWDA_BarackObama_001.mp4\nRD_Radio34_003\n")
+    fixed = load_split_file(tmp_path / "hdtf_test_list.txt", "hdtf")
+    assert fixed == {"WDA_BarackObama": "test", "RD_Radio34": "test"}
+    # that list is the whole test set: no other identity is hashed into test
+    many = [f"WRA_Speaker{i:02d}" for i in range(60)]
+    assigned = assign_splits([*many, "WDA_BarackObama", "RD_Radio34"], "hdtf", fixed)
+    assert {i for i, s in assigned.items() if s == "test"} == {"WDA_BarackObama", "RD_Radio34"}
+    assert "val" in assigned.values()
+    # a MEAD list of paths, a JSON list named for its split, identity-split lines, and a splits.json of a build
+    (tmp_path / "test.txt").write_text("M003/video/front/happy/level_3/001.mp4\nW015/video/front/sad/level_1/002.mp4\n")
+    assert load_split_file(tmp_path / "test.txt", "mead") == {"M003": "test", "W015": "test"}
+    (tmp_path / "val.json").write_text(json.dumps(["M012", "W011"]))
+    assert load_split_file(tmp_path / "val.json", "mead") == {"M012": "val", "W011": "val"}
+    (tmp_path / "lines.txt").write_text("# mine\nM012 Validation\nM003 test\n")
+    assert load_split_file(tmp_path / "lines.txt") == {"M012": "val", "M003": "test"}
+    write_splits(tmp_path / "shards", "mead", {"M003": "test", "M012": "train"})
+    assert load_split_file(tmp_path / "shards" / "splits.json", "mead") == {"M003": "test", "M012": "train"}
+    # a bare mapping of an older build reads the same, and the content hash ignores the file's formatting
+    (tmp_path / "old.json").write_text(json.dumps({"mead": {"M012": "train", "M003": "test"}}, indent=4))
+    assert read_splits(tmp_path / "old.json") == read_splits(tmp_path / "shards" / "splits.json")
+    reordered = {"mead": {"M003": "test", "M012": "train"}}
+    assert content_sha256(read_splits(tmp_path / "old.json")) == content_sha256(reordered)
+    (tmp_path / "bad.txt").write_text("M003 holdout\n")
+    with pytest.raises(ValueError, match=r"bad\.txt: splits must be one of"):
+        load_split_file(tmp_path / "bad.txt")

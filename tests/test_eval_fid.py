@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import cv2
@@ -72,3 +73,20 @@ def test_fid_weights_from_a_path_or_a_clear_error(torch_home: Path, tmp_path: Pa
     with pytest.raises(ValueError, match="at least 2"):
         fid_from_dirs(_photo_dir(tmp_path / "one", data.astronaut(), 1, 0), tmp_path / "one",
                       weights_path=torch_home / "hub" / "checkpoints" / WEIGHTS)  # fmt: skip
+
+
+@pytest.mark.parametrize(("n1", "n2", "dim"), [(900, 700, 512), (40, 30, 64), (20, 20, 256)])
+def test_frechet_distance_equals_pytorch_fids(n1: int, n2: int, dim: int) -> None:
+    """The symmetric-eigendecomposition trace equals pytorch-fid's sqrtm, full-rank or not."""
+    from pytorch_fid.fid_score import calculate_frechet_distance
+
+    from eval.metrics.frechet import frechet_distance
+
+    rng = np.random.default_rng(dim)
+    a, b = np.abs(rng.normal(size=(n1, dim))) ** 1.5, np.abs(rng.normal(size=(n2, dim))) + 0.1
+    stats = (a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scipy: "Matrix is singular" for the rank-deficient ones
+        reference = calculate_frechet_distance(*stats)
+    assert frechet_distance(*stats) == pytest.approx(reference, rel=1e-6)
+    assert frechet_distance(stats[0], stats[1], stats[0], stats[1]) == pytest.approx(0.0, abs=1e-6 * dim)

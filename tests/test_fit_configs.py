@@ -30,34 +30,10 @@ SMALL = ["--model.init_args.predictor.d_model=32", "--model.init_args.predictor.
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A working folder with ``pretrained_weights/`` (tiny LivePortrait, Wav2Lip's SyncNet expert, SyncTalk's audio
     encoder with its bare keys, a tiny wav2vec2) in the layouts users download."""
-    from transformers import Wav2Vec2Config, Wav2Vec2Model
-
-    from pctalk.audio.encoder import AudioEncoder
-    from pctalk.audio.syncnet import SyncNet
-    from pctalk.keypoints.config import LivePortraitConfig
-    from pctalk.keypoints.liveportrait import LivePortrait, save_liveportrait
-    from random_weights import seeded_state_dict
+    from random_weights import save_training_weights
 
     root = tmp_path_factory.mktemp("user")
-    weights = root / "pretrained_weights"
-    torch.manual_seed(0)
-    lp = LivePortrait(LivePortraitConfig.tiny())
-    lp.load_state_dict(seeded_state_dict(lp.state_dict(), 7))
-    save_liveportrait(lp, weights)
-    (weights / "wav2lip").mkdir()
-    torch.save({"state_dict": SyncNet().state_dict(), "global_step": 0}, weights / "wav2lip" / "lipsync_expert.pth")
-    (weights / "audio").mkdir()
-    encoder = AudioEncoder().state_dict()
-    torch.save(
-        {k.removeprefix("audio_encoder."): v for k, v in encoder.items()},
-        weights / "audio" / "audio_visual_encoder.pth",
-    )
-    config = Wav2Vec2Config(
-        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, conv_dim=(16, 16),
-        conv_stride=(5, 4), conv_kernel=(10, 8), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
-        do_stable_layer_norm=True, feat_extract_norm="layer",
-    )  # fmt: skip
-    Wav2Vec2Model(config).save_pretrained(weights / "wav2vec2_emotion")
+    save_training_weights(root / "pretrained_weights")
     return root
 
 

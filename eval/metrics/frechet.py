@@ -1,46 +1,51 @@
 """The Fréchet distance between two Gaussians, and the feature statistics every Fréchet metric accumulates.
 
-One function serves FID, FVD and E-FID: ``d² = |μ1 − μ2|² + tr(Σ1 + Σ2 − 2 (Σ1 Σ2)^½)`` with the checks pytorch-fid
-makes (a non-finite matrix square root is retried with ``eps`` on the diagonals; a complex result is accepted only
-when its diagonal's imaginary part is negligible).
+One function serves FID, FVD and E-FID: ``d² = |μ1 − μ2|² + tr(Σ1 + Σ2 − 2 (Σ1 Σ2)^½)``, the quantity pytorch-fid's
+``calculate_frechet_distance`` and StyleGAN-V's FVD compute. They take ``tr (Σ1 Σ2)^½`` from scipy's ``sqrtm`` of the
+non-symmetric product; here it comes from two symmetric eigendecompositions: with ``Σ1 = V diag(w) Vᵀ`` and
+``H = V diag(√w)``, ``(Σ1 Σ2)^½`` has the eigenvalues of ``(Hᵀ Σ2 H)^½``, whose trace is ``Σ √λ`` (``eigvalsh``; both
+matrices are PSD, so the ``λ`` are real and non-negative up to rounding). The value is the same (tests: 1e-14
+relative on full-rank 2048-d statistics, 2e-7 on rank-deficient ones, where scipy itself warns that its result may be
+inaccurate), 7-20 times faster at 2048-d on a CPU, and never complex: where pytorch-fid's ``sqrtm`` of a singular
+product is too inaccurate and it raises "Imaginary component", this gives the value it approximates.
 """
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import torch
-from scipy import linalg
 from torchmetrics import Metric
 
-__all__ = ["FeatureStatistics", "frechet_distance"]
+__all__ = ["FeatureStatistics", "frechet_distance", "trace_sqrt_product"]
 
 
-def frechet_distance(
-    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6
-) -> float:
+def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
+    """``tr (Σ1 Σ2)^½`` of two ``(D, D)`` covariances (symmetric PSD), from symmetric eigendecompositions."""
+    w, v = np.linalg.eigh(sigma1)
+    keep = w > max(float(w.max()), 0.0) * 1e-12  # Σ1's range (rank-deficient with fewer samples than dimensions)
+    if not keep.any():
+        return 0.0
+    half = v[:, keep] * np.sqrt(w[keep])
+    lam = np.linalg.eigvalsh(half.T @ sigma2 @ half)
+    return float(np.sqrt(np.clip(lam, 0.0, None)).sum())
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
     """Fréchet distance between ``N(mu1, sigma1)`` and ``N(mu2, sigma2)`` (``(D,)`` means, ``(D, D)`` covariances).
 
     Raises:
-        ValueError: on mismatched shapes, or when the square root has a large imaginary component.
+        ValueError: on mismatched shapes, or non-finite statistics.
     """
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
     sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape:
         raise ValueError(f"mismatched statistics: means {mu1.shape} vs {mu2.shape}, covariances {sigma1.shape} vs "
                          f"{sigma2.shape}")  # fmt: skip
+    if not all(np.isfinite(x).all() for x in (mu1, mu2, sigma1, sigma2)):
+        raise ValueError("Fréchet distance: the statistics are not finite")
     diff = mu1 - mu2
-    covmean = linalg.sqrtm(sigma1.dot(sigma2))
-    if not np.isfinite(covmean).all():
-        warnings.warn(f"Fréchet distance: singular product; adding {eps} to the covariance diagonals", stacklevel=2)
-        offset = np.eye(sigma1.shape[0]) * eps
-        covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
-    if np.iscomplexobj(covmean):
-        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
-            raise ValueError(f"Fréchet distance: imaginary component {np.max(np.abs(covmean.imag))}")
-        covmean = covmean.real
-    return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+    sigma1, sigma2 = (sigma1 + sigma1.T) / 2, (sigma2 + sigma2.T) / 2  # exactly symmetric for eigh
+    return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_sqrt_product(sigma1, sigma2))
 
 
 class FeatureStatistics(Metric):

@@ -14,6 +14,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from pctalk.data.splits import read_splits
 from pctalk.weights.io import atomic_write
 
 __all__ = ["number_styles", "read_styles", "write_styles"]
@@ -40,7 +41,7 @@ def read_styles(root: str | os.PathLike[str]) -> dict[str, str]:
     elif (root / "splits.json").is_file():
         per_dataset = {
             dataset: {str(k): i for k, i in enumerate(sorted(i for i, s in splits.items() if s == "train"))}
-            for dataset, splits in json.loads((root / "splits.json").read_text()).items()
+            for dataset, splits in read_splits(root / "splits.json").items()
         }
     else:
         return {}

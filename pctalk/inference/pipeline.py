@@ -255,13 +255,16 @@ class TalkingFacePipeline:
 
     # -- source -------------------------------------------------------------------------------------------------
     def load_source(self, path: str | os.PathLike[str] | np.ndarray, max_frames: int | None = None) -> SourceFace:
-        """Crop the face of an image or of every frame of a video and extract its motion.
+        """Crop the face of an image or of every frame of a video and extract its motion. ``path``: an image or video
+        file, an ``(H, W, 3)`` uint8 RGB image, or ``(T, H, W, 3)`` frames of a video at 25 fps.
 
         Raises:
             FaceNotFoundError: no face in the source; the message names the file and what to do.
         """
         name = "the source image" if isinstance(path, np.ndarray) else str(path)
-        if isinstance(path, np.ndarray):
+        if isinstance(path, np.ndarray) and path.ndim == 4:  # (T, H, W, 3) frames of a video
+            frames, is_video, name = path[:max_frames], True, "the source frames"
+        elif isinstance(path, np.ndarray):
             frames, is_video = path[None], False
         elif Path(path).suffix.lower() in IMAGE_EXTS:
             image = cv2.imread(str(path), cv2.IMREAD_COLOR)
