@@ -4,7 +4,8 @@ For every test clip (the pieces ``test_clips.json`` lists beside ``splits.json``
 else the raw clips of the identities ``splits.json`` puts in ``test``) and every method, the generated video is either
 made with pctalk's inference pipeline (video or image input; written once to ``<out>/videos/<method>/<clip>.mp4``,
 so a re-run resumes) or taken from a folder of another method's videos (``<clip key>.mp4``). Each rank of a DDP run
-takes its share of the clips; the metrics' states reduce across ranks at the end. A clip that cannot be read or
+takes its share of the clips; the metrics' states reduce across ranks at the end. Each clip streams through every
+metric in one pass (:mod:`eval.clip_scorer`: memory bounded whatever its length). A clip that cannot be read or
 scored (corrupt, too short, no face) is logged and skipped, and listed in the results.
 
 Outputs (written atomically by rank 0): ``<out>/results.json`` (merged across runs, one entry per table block and
@@ -17,6 +18,7 @@ import json
 import logging
 import os
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -170,22 +172,36 @@ class EvalClip:
         """The whole raw clip (not a piece of it)."""
         return self.start_frame == 0 and self.n_frames is None
 
-    def media(self) -> tuple[np.ndarray, torch.Tensor | None]:
-        """``(T, H, W, 3)`` uint8 frames and the 16 kHz audio of this clip (``None``: no audio track)."""
-        from pctalk.audio.io import AudioLoadError, load_audio
-        from pctalk.audio.mel import samples_per_frame
+    def chunks(self, size: int = 32) -> Iterator[np.ndarray]:
+        """``(t, H, W, 3)`` uint8 chunks of this clip's 25 fps frames, decoded as they are asked for (the file is
+        opened at once: :class:`pctalk.media.VideoError` for a missing or corrupt one)."""
         from pctalk.media import VideoReader
 
         stop = None if self.n_frames is None else self.start_frame + self.n_frames
-        frames = np.concatenate(list(VideoReader(self.video).chunks(64, self.start_frame, stop)))
+        return VideoReader(self.video).chunks(size, self.start_frame, stop)
+
+    def audio_track(self, n_frames: int | None = None) -> torch.Tensor | None:
+        """The clip's 16 kHz audio (``None``: no audio track); a piece's stretch of it, ``n_frames`` long (default:
+        the piece's)."""
+        from pctalk.audio.io import AudioLoadError, load_audio
+        from pctalk.audio.mel import samples_per_frame
+
         try:
             audio = load_audio(self.audio or self.video)
         except AudioLoadError:
-            return frames, None
-        if not self.whole:
-            per = samples_per_frame()
-            audio = audio[self.start_frame * per : self.start_frame * per + len(frames) * per]
-        return frames, audio
+            return None
+        if self.whole:
+            return audio
+        per = samples_per_frame()
+        n = self.n_frames if n_frames is None else n_frames
+        stop = None if n is None else (self.start_frame + n) * per
+        return audio[self.start_frame * per : stop]
+
+    def media(self) -> tuple[np.ndarray, torch.Tensor | None]:
+        """``(T, H, W, 3)`` uint8 frames and the 16 kHz audio of this clip (``None``: no audio track), whole: the
+        generation's input (scoring streams through :meth:`chunks`)."""
+        frames = np.concatenate(list(self.chunks(64)))
+        return frames, self.audio_track(len(frames))
 
 
 def test_clips(
@@ -266,14 +282,9 @@ class _Indices(Dataset):
         return i if i < self.n else -1
 
 
-def _chunks(frames: np.ndarray, size: int = 32) -> list[np.ndarray]:
-    """``frames`` in chunks of ``size`` (what a metric sends to the device at once)."""
-    return [frames[i : i + size] for i in range(0, len(frames), size)]
-
-
-def _read(path: Path) -> tuple[np.ndarray, torch.Tensor | None]:
-    """A generated video's frames and audio track (``None``: none)."""
-    return EvalClip("", "", "", "", Path(path)).media()
+def _video(path: Path) -> EvalClip:
+    """A generated video (with its own audio track) as a clip."""
+    return EvalClip("", "", "", "", Path(path))
 
 
 class EvalTask(L.LightningModule):
@@ -294,6 +305,7 @@ class EvalTask(L.LightningModule):
         self.metrics = settings.build()
         self.skipped: list[dict[str, str]] = []
         self.counts: Counter[str] = Counter()
+        self.resolutions: Counter[str] = Counter()  # clips per ``WxH`` of the scored videos
         self.results: dict[str, Any] = {}
         self.clips: list[Any] = []
         self.clips_all: list[str] = []  # every rank's clip keys, for the emotion cycle
@@ -374,52 +386,38 @@ class EvalTask(L.LightningModule):
                 if self.method.videos is not None:
                     raise VideoError(f"no generated video {path}")
                 self._generate(clip, path)
-            generated, audio = clip.media() if self.method.real else _read(path)
-            needs_reference = {"fid", "fvd", "efid"} & set(self.metrics) and not self.method.real
-            reference, _ = clip.media() if needs_reference else (None, None)
-            self._score(clip, generated, audio, reference)
+            self._score(clip, clip if self.method.real else _video(path))
         except (VideoError, AudioLoadError, LSEInputError, FaceNotFoundError, SchemaError) as err:
             log.warning("eval %s: skipping %s: %s", self.method.name, clip.key, err)
             self.skipped.append({"clip": clip.key, "reason": f"{type(err).__name__}: {err}"})
 
-    def _score(self, clip: Any, generated: np.ndarray, audio: torch.Tensor | None, reference: np.ndarray | None):
-        from eval.metrics.lse import LSEInputError
+    def _score(self, clip: EvalClip, video: EvalClip) -> None:
+        """Score ``video`` (the method's video of ``clip``, or the real clip itself) in one streamed pass, with the
+        real clip as reference for the distribution metrics; the clip counts for every metric or none."""
+        from eval.clip_scorer import CHUNK, score_clip
 
-        m, stride = self.metrics, self.settings.frame_stride
-        # what can fail for one clip first (a clip is counted by every metric or by none)
-        sync = emotion = None
-        if "lse" in m:
-            if audio is None:
-                raise LSEInputError(f"{self.generated_path(clip)} has no audio track")
-            sync = m["lse"].score(generated, audio)
-        if "acc_emo" in m:
-            emotion = m["acc_emo"].predict(generated)
-        if sync is not None:
-            m["lse"].add(sync)
-        if emotion is not None:
-            m["acc_emo"].add(emotion, self.target_emotion(clip))
-        self.counts["clips"] += 1
-        self.counts["frames"] += len(generated)
-        self.counts["frames per metric (FID, NIQE, E-FID)"] += len(generated[::stride])
+        m = self.metrics
         # the distribution metrics compare generated with real frames; the real-videos row compares one half of the
         # real clips (even places in the test list) with the other
-        if self.method.real:
-            sides = [(generated, self.clips_all.index(clip.key) % 2 == 0)]
-        else:
-            sides = [(generated, False), (reference, True)]
-        if "fid" in m:  # in chunks: device memory bounded whatever the resolution and length
-            for frames, real in sides:
-                for chunk in _chunks(frames[::stride]):
-                    m["fid"].update(torch.from_numpy(chunk).permute(0, 3, 1, 2), real=real)
-        if "niqe" in m:
-            m["niqe"].update(generated[::stride])
+        needs_reference = bool({"fid", "fvd", "efid"} & set(m)) and not self.method.real
+        frames = video.chunks(CHUNK)
+        score = score_clip(
+            m,
+            frames,
+            video.audio_track() if "lse" in m else None,
+            real=self.method.real and self.clips_all.index(clip.key) % 2 == 0,
+            reference=clip.chunks(CHUNK) if needs_reference else None,
+            stride=self.settings.frame_stride,
+            target_emotion=self.target_emotion(clip),
+            name=str(self.generated_path(clip)),
+        )
+        score.commit()
+        self.counts["clips"] += 1
+        self.counts["frames"] += score.frames
+        self.counts["frames per metric (FID, NIQE, E-FID)"] += score.frames_per_metric
         if "fvd" in m:
-            for frames, real in sides:
-                m["fvd"].update([frames], real=real)
-        if "efid" in m:
-            for frames, real in sides:
-                for chunk in _chunks(frames[::stride]):
-                    m["efid"].update(chunk, real=real)
+            self.counts["FVD clips"] += score.fvd_clips
+        self.resolutions[score.resolution] += 1
 
     def on_test_epoch_end(self) -> None:
         results: dict[str, Any] = {}
@@ -433,13 +431,14 @@ class EvalTask(L.LightningModule):
                 results.update({k: float(v) for k, v in value.items()})
             else:
                 results[name] = float(value) * (100.0 if name == "acc_emo" else 1.0)  # the paper prints percent
-        parts = [(self.skipped, self.counts)]
+        parts = [(self.skipped, self.counts, self.resolutions)]
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             parts = [None] * torch.distributed.get_world_size()
-            torch.distributed.all_gather_object(parts, (self.skipped, self.counts))
-        results["skipped"] = sorted((s for part, _ in parts for s in part), key=lambda s: s["clip"])
+            torch.distributed.all_gather_object(parts, (self.skipped, self.counts, self.resolutions))
+        results["skipped"] = sorted((s for part, _, _ in parts for s in part), key=lambda s: s["clip"])
         self.results = results
-        self.counted = sum((counts for _, counts in parts), Counter())
+        self.counted = dict(sum((counts for _, counts, _ in parts), Counter()))
+        self.counted["resolution"] = dict(sorted(sum((r for _, _, r in parts), Counter()).items()))
 
 
 def resolve_root() -> Path:
@@ -488,6 +487,9 @@ def render_table(table: str, results: dict[str, Any]) -> str:
         counted = used.get("counted", {})
         if counted:
             shown["clips scored"] = ", ".join(f"{m} {c.get('clips', 0)}" for m, c in counted.items())
+            sizes = sorted({size for c in counted.values() for size in (c.get("resolution") or {})})
+            if sizes:
+                shown["resolution"] = " / ".join(sizes)
         note = ", ".join(f"{k}: {v}" for k, v in shown.items())
         if note:
             notes.append(f"Protocol{f' ({block})' if block else 's'}: {note}")
@@ -602,7 +604,10 @@ def protocol(
         "Acc_emo input": "face crops (square videos as they are, others cut to the face track)",
         "frame stride": settings.frame_stride,
         "networks": networks,
-        "counted": counted,
+        "counted": {
+            name: {**c, "frames per clip": round(c["frames"] / c["clips"], 1) if c.get("clips") else 0}
+            for name, c in counted.items()
+        },
         "clips": source or {},
         "pctalk": getattr(pctalk, "__version__", "unknown"),
     }

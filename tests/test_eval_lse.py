@@ -12,7 +12,19 @@ import python_speech_features
 import torch
 import torch.nn.functional as F
 
-from eval.metrics.lse import LSE, LSEInputError, lse_frames, lse_video, offset_distances, to_int16, track_crop
+from eval.metrics.lse import (
+    LSE,
+    FaceTrack,
+    LSEInputError,
+    SyncStream,
+    _face_boxes,
+    face_detector,
+    lse_frames,
+    lse_video,
+    offset_distances,
+    to_int16,
+    track_crop,
+)
 from eval.networks.syncnet_v2 import SyncNetV2, load_syncnet_v2
 from pctalk.audio.io import load_audio
 from pctalk.media import VideoReader, write_video
@@ -103,6 +115,45 @@ def test_track_crop_is_syncnet_pythons_crop() -> None:
     import cv2
 
     np.testing.assert_array_equal(crops[7], cv2.resize(face, (224, 224)))
+
+
+def test_the_face_track_streamed_in_chunks_is_the_whole_videos_track() -> None:
+    """FaceTrack's crops, pushed in chunks of any size, equal track_crop over the whole video's boxes: the median
+    filter's window and zero padding at both ends, the box held over frames without a face (grey frames here), and
+    the first box taken back for frames before the first detection."""
+    wav = speech("The duck ate too many bees before lunch.")[: int(1.2 * 16000)]
+    frames = talking_frames(wav, 30, size=256)
+    frames = np.pad(frames, ((0, 0), (10, 30), (80, 0), (0, 0)), constant_values=90)  # off-centre, landscape
+    frames[:3] = frames[14:17] = 128  # no face in these frames
+    whole = track_crop(frames, _face_boxes(frames, None))
+    for size in (1, 7, 30):
+        track = FaceTrack(face_detector(None))
+        crops = [track.push(frames[i : i + size]) for i in range(0, len(frames), size)] + [track.finish()]
+        np.testing.assert_array_equal(np.concatenate(crops), whole)
+    with pytest.raises(LSEInputError, match="no face"):
+        track = FaceTrack(face_detector(None))
+        track.push(np.full_like(frames, 128))
+        track.finish()
+    with pytest.raises(LSEInputError, match="too few"):
+        track = FaceTrack(face_detector(None))
+        track.push(frames[3:14])
+        track.finish()
+
+
+@pytest.mark.parametrize(("vshift", "batch_size"), [(15, 20), (25, 8)])
+def test_lse_streamed_in_chunks_is_bit_identical_to_the_whole_video(syncnet_file: Path, vshift, batch_size) -> None:
+    net = load_syncnet_v2(syncnet_file)
+    wav = speech("Children laughed while the duck ate too many bees.")[: int(2.6 * 16000)]
+    crops = talking_frames(wav, 68, size=224)[..., ::-1]  # more frames than audio: the audio sets the windows
+    whole = lse_frames(net, crops[..., ::-1], wav, vshift=vshift, batch_size=batch_size)
+    for size in (1, 13, 68):
+        stream = SyncStream(net, wav, vshift, batch_size)
+        for i in range(0, len(crops), size):
+            stream.push(crops[i : i + size])
+        result = stream.finish()
+        assert np.array_equal(result.mdist, whole.mdist), size
+        assert (result.lse_c, result.lse_d, result.offset) == (whole.lse_c, whole.lse_d, whole.offset)
+        assert len(stream.sound) <= 2 * stream.reach + 1 and len(stream.frames) < batch_size + 5  # bounded
 
 
 def test_lse_track_mode_finds_the_face_in_full_frames(syncnet_file: Path) -> None:

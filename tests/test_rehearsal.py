@@ -140,6 +140,15 @@ def test_build_fit_export_generate_and_every_table(user: Path) -> None:
                       "--settings.frame_stride", "10"]))  # fmt: skip
     expected = {"HDTF": len(hdtf_pieces), "MEAD": len(mead_pieces),
                 "MEAD-Neutral": sum(p.emotion == "neutral" for p in mead_pieces)}  # fmt: skip
+    blocks = {
+        "HDTF": hdtf_pieces,
+        "MEAD": mead_pieces,
+        "MEAD-Neutral": [p for p in mead_pieces if p.emotion == "neutral"],
+    }
+    frames = {block: sum(p.n_frames for p in pieces) for block, pieces in blocks.items()}
+    raw = {"HDTF": "data/raw/HDTF", "MEAD": "data/raw/MEAD", "MEAD-Neutral": "data/raw/MEAD"}
+    sizes = {block: "x".join(map(str, VideoReader(Path(raw[block]) / pieces[0].video).size[::-1]))
+             for block, pieces in blocks.items()}  # fmt: skip
     for table in ("table1", "table2", "table3"):
         results = json.loads((Path("results") / table / "results.json").read_text())
         assert set(results["blocks"]) == set(COLUMNS[table])
@@ -155,6 +164,9 @@ def test_build_fit_export_generate_and_every_table(user: Path) -> None:
                 assert all(v is not None and math.isfinite(v) for v in cells.values()), (table, block, name, cells)
             used = results["protocols"][block]
             assert used["clips"]["test clips"] == expected[block] and len(used["clips"]["test_list_sha256"]) == 64
+            for counted in used["counted"].values():  # every frame of every piece, at its resolution
+                assert counted["frames"] == frames[block] and sum(counted["resolution"].values()) == expected[block]
+            assert used["counted"]["Real videos"]["resolution"] == {sizes[block]: expected[block]}
             assert all(n["sha256"] for n in used["networks"].values())
         videos = [p for p in (Path("results") / table / "videos").rglob("*.mp4")]
         pieces = {p.key.replace("/", "_"): p.n_frames for p in [*hdtf_pieces, *mead_pieces]}

@@ -55,23 +55,34 @@ class ExpressionFID(FeatureStatistics):
         faces = [f for f in self._detector.detect(frame) if f.kps is not None]
         return faces[0].kps if faces else None
 
-    @torch.inference_mode()
     def expression(self, frames: np.ndarray, landmarks: np.ndarray | None = None) -> torch.Tensor:
-        """``(M, 64)`` expression coefficients of the frames with a face (``M ≤ N``)."""
+        """``(M, 64)`` expression coefficients of the frames with a face (``M ≤ N``); the others are counted in
+        ``skipped``."""
+        coefficients, missed = self.coefficients(frames, landmarks)
+        self.skipped += missed
+        return coefficients
+
+    @torch.inference_mode()
+    def coefficients(self, frames: np.ndarray, landmarks: np.ndarray | None = None) -> tuple[torch.Tensor, int]:
+        """``(M, 64)`` expression coefficients of the frames with a face, and how many had none (``N − M``); the
+        metric's state is left as it is (:meth:`add_counted` adds them)."""
         crops = []
         for i, frame in enumerate(np.asarray(frames)):
             lm = landmarks[i] if landmarks is not None else self._landmarks(frame)
-            if lm is None:
-                self.skipped += 1
-                continue
-            crops.append(align_face(frame, lm, self.lm3d))
+            if lm is not None:
+                crops.append(align_face(frame, lm, self.lm3d))
+        missed = len(frames) - len(crops)
         if not crops:
-            return torch.zeros(0, 64)
+            return torch.zeros(0, 64), missed
         images = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().div(255.0).to(self.device)
-        return split_coefficients(self.net(images))["exp"]
+        return split_coefficients(self.net(images))["exp"], missed
+
+    def add_counted(self, coefficients: torch.Tensor, missed: int, real: bool) -> None:
+        """Add coefficients from :meth:`coefficients` and count the frames without a face."""
+        self.skipped += missed
+        if len(coefficients):
+            self.add(coefficients, real)
 
     def update(self, frames: np.ndarray | torch.Tensor, real: bool, landmarks: np.ndarray | None = None) -> None:
         frames = frames.cpu().numpy() if isinstance(frames, torch.Tensor) else frames
-        coefficients = self.expression(frames, landmarks)
-        if len(coefficients):
-            self.add(coefficients, real)
+        self.add_counted(*self.coefficients(frames, landmarks), real)

@@ -73,15 +73,16 @@ class EmotionAccuracy(Metric):
         self.add_state("correct", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("total", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
 
-    @torch.inference_mode()
     def predict(self, video: np.ndarray) -> str:
         """The emotion predicted for one ``(T, H, W, 3)`` uint8 video: a face-crop video as it is, any other
         (landscape, portrait, a face pasted back into its frame) cut to the face first (:func:`face_video`)."""
-        frames = face_video(np.asarray(video)[: self.max_frames], self.weights_root)
-        faces = preprocess_faces(frames).to(self.device)
-        features, alphas = zip(*(self.net.frame_features(chunk) for chunk in faces.split(64)), strict=True)
-        logits = self.net.video_logits(torch.cat(features), torch.cat(alphas), self.attention)
-        return self.classes[int(logits.argmax())]
+        stream = self.stream()
+        stream.push(face_video(np.asarray(video)[: self.max_frames], self.weights_root))
+        return stream.finish()
+
+    def stream(self) -> EmotionStream:
+        """A prediction for one video whose face crops arrive in chunks (equal to :meth:`predict` of the whole)."""
+        return EmotionStream(self)
 
     def update(self, videos: Sequence[np.ndarray], emotions: Sequence[str | int]) -> None:
         if len(videos) != len(emotions):
@@ -97,6 +98,49 @@ class EmotionAccuracy(Metric):
 
     def compute(self) -> torch.Tensor:
         return self.correct / self.total
+
+
+class EmotionStream:
+    """One video's Emotion-FAN prediction from square face crops pushed in chunks: frames are embedded in the same
+    batches of 64 as the whole video's, and only their ``(T, 512)`` features are kept (no frames), so the prediction
+    equals :meth:`EmotionAccuracy.predict` and memory does not grow with the frames' size."""
+
+    BATCH = 64
+
+    def __init__(self, metric: EmotionAccuracy) -> None:
+        self.metric = metric
+        self.pending: list[torch.Tensor] = []
+        self.features: list[torch.Tensor] = []
+        self.alphas: list[torch.Tensor] = []
+        self.seen = 0
+
+    def push(self, faces: np.ndarray) -> None:
+        """Add ``(t, S, S, 3)`` uint8 RGB face crops (past ``max_frames`` they are ignored)."""
+        limit = self.metric.max_frames
+        faces = faces if limit is None else faces[: max(0, limit - self.seen)]
+        self.seen += len(faces)
+        if len(faces):
+            self.pending.extend(preprocess_faces(faces).unbind(0))
+        while len(self.pending) >= self.BATCH:
+            self._embed(self.BATCH)
+
+    @torch.inference_mode()
+    def _embed(self, n: int) -> None:
+        batch, self.pending = torch.stack(self.pending[:n]), self.pending[n:]
+        features, alphas = self.metric.net.frame_features(batch.to(self.metric.device))
+        self.features.append(features)
+        self.alphas.append(alphas)
+
+    @torch.inference_mode()
+    def finish(self) -> str:
+        """The predicted emotion's name."""
+        if self.pending:
+            self._embed(len(self.pending))
+        if not self.features:
+            raise ValueError("Acc_emo: the video has no frames")
+        net = self.metric.net
+        logits = net.video_logits(torch.cat(self.features), torch.cat(self.alphas), self.metric.attention)
+        return self.metric.classes[int(logits.argmax())]
 
 
 def face_video(frames: np.ndarray, weights_root: str | os.PathLike[str] | None = None) -> np.ndarray:

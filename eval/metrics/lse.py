@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,9 +43,11 @@ from eval.networks.syncnet_v2 import SyncNetV2, load_syncnet_v2
 
 __all__ = [
     "LSE",
+    "FaceTrack",
     "LSEInputError",
     "LSEResult",
-    "embed",
+    "SyncStream",
+    "face_detector",
     "lse_frames",
     "lse_video",
     "mfcc",
@@ -62,6 +64,7 @@ WINDOW = 5  # frames per visual window
 MFCC_PER_FRAME = 4  # 100 Hz MFCC / 25 fps
 MFCC_WINDOW = 20  # 0.2 s of MFCC columns
 SIZE = 224
+MEDIAN = 13  # frames of syncnet_python's median filter over the face boxes
 
 
 class LSEInputError(ValueError):
@@ -101,6 +104,29 @@ def _as_224_bgr(frames: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(frames[..., ::-1])
 
 
+def _track_values(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Half box size, centre y and centre x per frame of ``(N, 4)`` boxes, before the median filter."""
+    boxes = np.asarray(boxes, dtype=np.float64)
+    half = np.maximum(boxes[:, 3] - boxes[:, 1], boxes[:, 2] - boxes[:, 0]) / 2
+    return half, (boxes[:, 1] + boxes[:, 3]) / 2, (boxes[:, 0] + boxes[:, 2]) / 2
+
+
+def _crop_face(frame: np.ndarray, half: float, cy: float, cx: float, crop_scale: float) -> np.ndarray:
+    """One frame's face crop, as syncnet_python's ``crop_video`` cuts it from the filtered box."""
+    pad = int(half * (1 + 2 * crop_scale))
+    padded = np.pad(frame, ((pad, pad), (pad, pad), (0, 0)), constant_values=110)
+    my, mx = cy + pad, cx + pad
+    face = padded[int(my - half) : int(my + half * (1 + 2 * crop_scale)),
+                  int(mx - half * (1 + crop_scale)) : int(mx + half * (1 + crop_scale))]  # fmt: skip
+    return cv2.resize(face, (SIZE, SIZE))
+
+
+def _too_few(n: int) -> LSEInputError:
+    return LSEInputError(
+        f"{n} frames are too few for syncnet_python's face track (a {MEDIAN}-frame median filter over the boxes)"
+    )
+
+
 def track_crop(frames: np.ndarray, boxes: np.ndarray, crop_scale: float = 0.4) -> np.ndarray:
     """Crop a face track as syncnet_python's ``crop_video``.
 
@@ -111,29 +137,18 @@ def track_crop(frames: np.ndarray, boxes: np.ndarray, crop_scale: float = 0.4) -
     Returns:
         ``(T, 224, 224, 3)`` uint8 crops, in the frames' channel order.
     """
-    boxes = np.asarray(boxes, dtype=np.float64)
-    if len(boxes) < 13:  # the median filter would zero-pad the whole track into an empty box
-        raise LSEInputError(
-            f"{len(boxes)} frames are too few for syncnet_python's face track (a 13-frame median filter over the boxes)"
-        )
-    half = medfilt(np.maximum(boxes[:, 3] - boxes[:, 1], boxes[:, 2] - boxes[:, 0]) / 2, kernel_size=13)
-    cy = medfilt((boxes[:, 1] + boxes[:, 3]) / 2, kernel_size=13)
-    cx = medfilt((boxes[:, 0] + boxes[:, 2]) / 2, kernel_size=13)
+    if len(boxes) < MEDIAN:  # the median filter would zero-pad the whole track into an empty box
+        raise _too_few(len(boxes))
+    half, cy, cx = (medfilt(v, kernel_size=MEDIAN) for v in _track_values(boxes))
     out = np.empty((len(frames), SIZE, SIZE, 3), np.uint8)
     for i, frame in enumerate(frames):
-        bs = half[i]
-        pad = int(bs * (1 + 2 * crop_scale))
-        padded = np.pad(frame, ((pad, pad), (pad, pad), (0, 0)), constant_values=110)
-        my, mx = cy[i] + pad, cx[i] + pad
-        face = padded[int(my - bs) : int(my + bs * (1 + 2 * crop_scale)),
-                      int(mx - bs * (1 + crop_scale)) : int(mx + bs * (1 + crop_scale))]  # fmt: skip
-        out[i] = cv2.resize(face, (SIZE, SIZE))
+        out[i] = _crop_face(frame, half[i], cy[i], cx[i], crop_scale)
     return out
 
 
-def _face_boxes(frames: np.ndarray, weights_root: str | os.PathLike[str] | None) -> np.ndarray:
-    """One face box per frame: SCRFD (``insightface`` det_10g) when its file is present, else OpenCV's Haar
-    cascade; a frame without a detection keeps the previous box."""
+def face_detector(weights_root: str | os.PathLike[str] | None = None) -> Callable[[np.ndarray], list[np.ndarray]]:
+    """``frame (H, W, 3) -> [box (4,), ...]``: SCRFD (``insightface`` det_10g) when its file is under
+    ``weights_root``, else OpenCV's Haar cascade."""
     from pctalk.weights.registry import MissingWeightsError, resolve
 
     try:
@@ -151,6 +166,71 @@ def _face_boxes(frames: np.ndarray, weights_root: str | os.PathLike[str] | None)
         def detect(frame: np.ndarray) -> list[np.ndarray]:
             return [np.asarray(b, np.float64) for b in haar.detect(frame)]
 
+    return detect
+
+
+class FaceTrack:
+    """syncnet_python's face track (detect, hold the last box, median-filter, crop) over frames pushed in chunks.
+
+    The crop of frame ``i`` needs the boxes of frames ``i − 6 … i + 6`` (the 13-frame median filter, zero-padded at
+    the ends as ``scipy.signal.medfilt``), so a frame comes out once the six after it are in, and the last six at
+    :meth:`finish`. Memory: a few frames and one box per frame, whatever the video's length (frames before the first
+    detection wait for it). The crops equal :func:`track_crop` of the whole video with its boxes.
+
+    Args:
+        detect: ``frame -> boxes`` (:func:`face_detector`).
+    """
+
+    def __init__(self, detect: Callable[[np.ndarray], list[np.ndarray]], crop_scale: float = 0.4) -> None:
+        self.detect, self.crop_scale = detect, crop_scale
+        self.boxes: list[np.ndarray | None] = []
+        self.pending: list[np.ndarray] = []  # frames not yet cropped, from index ``self.done``
+        self.done = 0
+        self._first: np.ndarray | None = None
+
+    def push(self, frames: np.ndarray) -> np.ndarray:
+        """Add ``(t, H, W, 3)`` frames; returns the ``(k, 224, 224, 3)`` crops now final (``k`` may be 0)."""
+        for frame in frames:
+            found = self.detect(frame)
+            box = found[0] if found else (self.boxes[-1] if self.boxes else None)
+            if box is not None and self._first is None:
+                self._first = box
+                self.boxes = [box if b is None else b for b in self.boxes]
+            self.boxes.append(box)
+            self.pending.append(frame)
+        if self._first is None:
+            return np.empty((0, SIZE, SIZE, 3), np.uint8)
+        return self._emit(len(self.boxes) - MEDIAN // 2, total=None)
+
+    def finish(self) -> np.ndarray:
+        """The remaining crops.
+
+        Raises:
+            LSEInputError: no face in any frame, or fewer frames than the median filter spans.
+        """
+        if self._first is None:
+            raise LSEInputError("no face found in any frame")
+        if len(self.boxes) < MEDIAN:
+            raise _too_few(len(self.boxes))
+        return self._emit(len(self.boxes), total=len(self.boxes))
+
+    def _emit(self, stop: int, total: int | None) -> np.ndarray:
+        r = MEDIAN // 2
+        out = []
+        for i in range(self.done, max(self.done, stop)):
+            lo = max(0, i - r)
+            window = np.stack(self.boxes[lo : i + r + 1])  # type: ignore[arg-type]
+            zeros = r - i + lo + (0 if total is None else max(0, i + r + 1 - total))
+            values = [np.median(np.concatenate([v, np.zeros(zeros)])) for v in _track_values(window)]
+            out.append(_crop_face(self.pending[i - self.done], *values, self.crop_scale))
+        self.pending = self.pending[max(0, stop - self.done) :]
+        self.done = max(self.done, stop)
+        return np.stack(out) if out else np.empty((0, SIZE, SIZE, 3), np.uint8)
+
+
+def _face_boxes(frames: np.ndarray, weights_root: str | os.PathLike[str] | None) -> np.ndarray:
+    """One face box per frame (:func:`face_detector`); a frame without a detection keeps the previous box."""
+    detect = face_detector(weights_root)
     boxes: list[np.ndarray] = []
     for frame in frames:
         found = detect(frame)
@@ -167,37 +247,6 @@ def _face_boxes(frames: np.ndarray, weights_root: str | os.PathLike[str] | None)
 
 
 @torch.inference_mode()
-def embed(
-    net: SyncNetV2, frames_bgr: np.ndarray, coefficients: np.ndarray, n_samples: int, batch_size: int = 20
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Visual and audio embeddings of every window.
-
-    Args:
-        frames_bgr: ``(T, 224, 224, 3)`` uint8 BGR frames.
-        coefficients: ``(13, M)`` MFCC of the audio.
-        n_samples: the audio's length in 16 kHz samples.
-
-    Returns:
-        ``(N, D)`` visual and ``(N, D)`` audio embeddings, ``N = min(T, n_samples // 640) − 5`` as in syncnet_python.
-    """
-    device = next(net.parameters()).device
-    n = min(len(frames_bgr), n_samples // (SAMPLE_RATE // FPS)) - WINDOW
-    if n < 1:
-        raise LSEInputError(f"too short: {len(frames_bgr)} frames and {n_samples / SAMPLE_RATE:.2f} s of audio; "
-                            f"LSE needs at least {WINDOW + 1} frames (0.24 s) of both")  # fmt: skip
-    video = torch.from_numpy(frames_bgr).permute(3, 0, 1, 2)  # (3, T, H, W) uint8
-    cc = torch.from_numpy(coefficients).float()
-    feats_v, feats_a = [], []
-    for start in range(0, n, batch_size):
-        idx = range(start, min(n, start + batch_size))
-        clips = torch.stack([video[:, v : v + WINDOW] for v in idx]).to(device, torch.float32)
-        feats_v.append(net.forward_lip(clips).float().cpu())
-        mf = torch.stack([cc[:, MFCC_PER_FRAME * v : MFCC_PER_FRAME * v + MFCC_WINDOW] for v in idx])
-        feats_a.append(net.forward_aud(mf[:, None].to(device)).float().cpu())
-    return torch.cat(feats_v), torch.cat(feats_a)
-
-
-@torch.inference_mode()
 def offset_distances(feat_v: torch.Tensor, feat_a: torch.Tensor, vshift: int = 15, block: int = 256) -> torch.Tensor:
     """``(N, 2·vshift + 1)`` distances between each visual embedding and the audio embeddings ``−vshift … +vshift``
     windows away (zero rows beyond the ends).
@@ -211,8 +260,13 @@ def offset_distances(feat_v: torch.Tensor, feat_a: torch.Tensor, vshift: int = 1
         feat_v: ``(N, D)`` visual embeddings.
         feat_a: ``(N, D)`` audio embeddings.
     """
+    return _padded_distances(feat_v, F.pad(feat_a, (0, 0, vshift, vshift)), vshift, block)
+
+
+def _padded_distances(feat_v: torch.Tensor, padded: torch.Tensor, vshift: int, block: int = 256) -> torch.Tensor:
+    """``(n, 2·vshift + 1)`` distances of ``(n, D)`` visual embeddings to the rows ``i … i + 2·vshift`` of
+    ``padded`` (``(n + 2·vshift, D)`` audio embeddings ``−vshift … n + vshift`` around them, zeros past the ends)."""
     n, width = len(feat_v), 2 * vshift + 1
-    padded = F.pad(feat_a, (0, 0, vshift, vshift))  # (N + 2 vshift, D)
     out = torch.empty(width, n, dtype=feat_v.dtype, device=feat_v.device)
     buffer = torch.empty(min(block, n), feat_v.shape[1], dtype=feat_v.dtype, device=feat_v.device)
     for start in range(0, n, block):
@@ -223,6 +277,88 @@ def offset_distances(feat_v: torch.Tensor, feat_a: torch.Tensor, vshift: int = 1
             diff.add_(1e-6)
             torch.linalg.vector_norm(diff, dim=1, out=out[k, start:stop])
     return out.T.contiguous()
+
+
+class SyncStream:
+    """LSE of one video whose 224×224 face frames arrive in chunks: the result equals :func:`lse_frames` on the
+    whole video, bit for bit.
+
+    Windows are embedded in syncnet_python's batches of ``batch_size`` (the same batches as the whole video's), and a
+    batch's ``2·vshift + 1`` distances are computed as soon as the audio embeddings ``vshift`` windows either side of
+    it exist; only ``(N, 2·vshift + 1)`` distances are kept, so memory does not grow with the frames (a few batches
+    of crops and embeddings, the MFCC of the audio).
+
+    Args:
+        net: SyncNet.
+        audio: the whole 16 kHz track (float in [-1, 1] or int16).
+    """
+
+    def __init__(self, net: SyncNetV2, audio: np.ndarray | torch.Tensor, vshift: int = 15, batch_size: int = 20):
+        samples = to_int16(audio)
+        self.net, self.vshift, self.batch_size = net, vshift, batch_size
+        self.device = next(net.parameters()).device
+        self.coefficients = torch.from_numpy(mfcc(samples)).float()
+        self.n_samples = len(samples)
+        self.audio_windows = len(samples) // (SAMPLE_RATE // FPS)
+        self.frames = np.empty((0, SIZE, SIZE, 3), np.uint8)  # BGR crops from frame ``self.first`` on
+        self.first = self.seen = self.embedded = 0  # ``embedded``: batches embedded so far
+        self.visual: dict[int, torch.Tensor] = {}
+        self.sound: dict[int, torch.Tensor] = {}
+        self.distances: list[torch.Tensor] = []
+        self.reach = -(-vshift // batch_size)  # audio batches either side that a batch's distances need
+
+    def push(self, frames_bgr: np.ndarray) -> None:
+        """Add ``(t, 224, 224, 3)`` uint8 BGR frames."""
+        self.frames = np.concatenate([self.frames, np.asarray(frames_bgr, np.uint8)])
+        self.seen += len(frames_bgr)
+        self._advance(min(self.seen, self.audio_windows) - WINDOW, final=False)
+
+    def finish(self) -> LSEResult:
+        """The video's scores.
+
+        Raises:
+            LSEInputError: fewer than 6 frames or 0.24 s of audio.
+        """
+        n = min(self.seen, self.audio_windows) - WINDOW
+        if n < 1:
+            raise LSEInputError(f"too short: {self.seen} frames and {self.n_samples / SAMPLE_RATE:.2f} s of audio; "
+                                f"LSE needs at least {WINDOW + 1} frames (0.24 s) of both")  # fmt: skip
+        self._advance(n, final=True)
+        return sync_scores(torch.cat(self.distances), self.vshift)
+
+    @torch.inference_mode()
+    def _advance(self, windows: int, final: bool) -> None:
+        """Embed every batch whose windows are all known (``windows``: how many windows surely exist; ``final``:
+        exactly that many) and compute the distances their audio neighbours allow."""
+        bs = self.batch_size
+        batches = -(-windows // bs) if final else max(0, windows // bs)
+        while self.embedded < batches:
+            b = self.embedded
+            idx = range(b * bs, min(windows, (b + 1) * bs))
+            video = torch.from_numpy(self.frames[b * bs - self.first : idx[-1] + WINDOW - self.first])
+            video = video.permute(3, 0, 1, 2)  # (3, t, 224, 224)
+            clips = torch.stack([video[:, v - b * bs : v - b * bs + WINDOW] for v in idx])
+            clips = clips.to(self.device, torch.float32)
+            self.visual[b] = self.net.forward_lip(clips).float().cpu()
+            cc = self.coefficients
+            mf = torch.stack([cc[:, MFCC_PER_FRAME * v : MFCC_PER_FRAME * v + MFCC_WINDOW] for v in idx])
+            self.sound[b] = self.net.forward_aud(mf[:, None].to(self.device)).float().cpu()
+            self.embedded += 1
+            drop = (b + 1) * bs - self.first
+            self.frames, self.first = self.frames[drop:], self.first + drop
+        ready = batches if final else self.embedded - self.reach
+        done = len(self.distances)
+        for d in range(done, max(done, ready)):
+            n_d, dim = len(self.visual[d]), self.visual[d].shape[1]
+            lo, hi = d * bs - self.vshift, d * bs + n_d + self.vshift  # the audio windows these need
+            rows = [torch.zeros(max(0, -lo), dim)]  # zero rows before the first window
+            for a in range(max(0, lo) // bs, (hi - 1) // bs + 1):
+                if a in self.sound:  # (batches past the last are zero rows)
+                    rows.append(self.sound[a][max(lo, a * bs) - a * bs : hi - a * bs])
+            padded = torch.cat(rows)
+            padded = torch.cat([padded, torch.zeros(hi - lo - len(padded), dim)])
+            self.distances.append(_padded_distances(self.visual.pop(d), padded, self.vshift))
+            self.sound.pop(d - self.reach, None)
 
 
 def sync_scores(distances: torch.Tensor, vshift: int = 15) -> LSEResult:
@@ -263,9 +399,9 @@ def lse_frames(
             f"pasted-back frame would be squeezed to 224x224): use crop='track' (lse_crop: track), which detects and "
             f"crops the face as syncnet_python's pipeline does"
         )
-    samples = to_int16(audio)
-    feat_v, feat_a = embed(net, _as_224_bgr(frames), mfcc(samples), len(samples), batch_size)
-    return sync_scores(offset_distances(feat_v, feat_a, vshift), vshift)
+    stream = SyncStream(net, audio, vshift, batch_size)
+    stream.push(_as_224_bgr(frames))
+    return stream.finish()
 
 
 def _read(video: str | os.PathLike[str]) -> tuple[np.ndarray, torch.Tensor]:

@@ -12,6 +12,7 @@ Gaussian (``nanmean``, ``nancov``) and the pristine one. Lower is better.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 
@@ -159,8 +160,12 @@ class NIQE(Metric):
         frames = frames.detach().cpu().numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
         if frames.ndim == 4 and frames.shape[1] == 3 and frames.shape[-1] != 3:
             frames = frames.transpose(0, 2, 3, 1)
-        for frame in frames:
-            self.total += niqe(frame)
+        self.add(niqe(frame) for frame in frames)
+
+    def add(self, scores: Iterable[float]) -> None:
+        """Count per-frame NIQE scores (:func:`niqe`)."""
+        for score in scores:
+            self.total += score
             self.frames += 1
 
     def compute(self) -> torch.Tensor:
