@@ -40,6 +40,12 @@ def _export() -> Any:
     return export
 
 
+def _styles() -> Any:
+    from pctalk.checkpoints.styles import styles_command
+
+    return styles_command
+
+
 def _slurm() -> Any:
     from pctalk.cluster.slurm import slurm_main
 
@@ -56,6 +62,9 @@ def _generate() -> Any:
 TOOL_VERBS: dict[str, Verb] = {
     "generate": Verb(
         "audio or text + a face image or video -> a talking-face video (pctalk generate --help)", _generate, raw=True
+    ),
+    "styles": Verb(
+        "the speaking styles of a checkpoint: pctalk styles CHECKPOINT (id, identity, dataset, clips)", _styles
     ),
     "weights": Verb("inspect pretrained files: pctalk weights check --root DIR [--strict]", _weights),
     "slurm": Verb(

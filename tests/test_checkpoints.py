@@ -134,17 +134,25 @@ def test_motion_equals_the_official_release(release_files: Path) -> None:
     assert np.abs(plain - expected).max() > 1e-4
 
 
-def test_a_pctalk_trained_lac_round_trips_through_the_official_layout(tmp_path: Path, synthetic_corpus: Path) -> None:
-    run = tmp_path / "run"
+@pytest.fixture(scope="module")
+def trained_lac(tmp_path_factory: pytest.TempPathFactory, synthetic_corpus: Path) -> Path:
+    """A LAC checkpoint of `pctalk fit` on the synthetic corpus (two training identities)."""
+    run = tmp_path_factory.mktemp("run")
     assert main(["fit", "-c", str(CONF / "expression_tiny.yaml"), f"--data.init_args.root={synthetic_corpus}",
                  f"--trainer.default_root_dir={run}"]) == 0  # fmt: skip
     (ckpt,) = run.glob("checkpoints/*.ckpt")
+    return ckpt
+
+
+def test_a_pctalk_trained_lac_round_trips_through_the_official_layout(tmp_path: Path, trained_lac: Path) -> None:
+    ckpt = trained_lac
     with pytest.warns(UserWarning, match=r"official release builds its networks at"):
         assert export(ckpt, tmp_path / "official", format="official") == 0
     obj = torch.load(tmp_path / "official" / "lac.pth", weights_only=True)
     assert set(obj) >= {"model", "args", "pctalk"} and obj["args"] == {"person_num": 2, "T": 25}
     trained, back = load_lac_stage(ckpt), load_lac_stage(tmp_path / "official" / "lac.pth")
     assert back.info.styles == trained.info.styles and back.info.target == "lips"
+    assert back.info.style_counts == trained.info.style_counts
     feat = torch.randn(1, 40, trained.info.audio_dim)
     frames = _source(_frames())
     frames = SourceFrames(*(x[:40] for x in (frames.kp, frames.exp, frames.scale, frames.R, frames.t)), np.arange(40))
@@ -152,6 +160,44 @@ def test_a_pctalk_trained_lac_round_trips_through_the_official_layout(tmp_path: 
                for s in (trained, back)]  # fmt: skip
     torch.testing.assert_close(motions[0].exp, motions[1].exp, atol=1e-6, rtol=0)
     assert (motions[0].lips - frames.exp[:, list(official.LIPS)] * frames.scale[:, :, None]).abs().max() > 0
+
+
+def test_styles_are_named_listed_and_picked_by_name(
+    trained_lac: Path, synthetic_corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The checkpoint stores each style's identity and training clips (from the shards' styles.json and
+    style_counts.json); `pctalk styles` lists them; `pctalk generate --style NAME` is `--style-id ID`."""
+    import json
+
+    info = load_lac_stage(trained_lac).info
+    names = json.loads((synthetic_corpus / "styles.json").read_text())["synth"]
+    assert info.styles == {k: f"synth/{v}" for k, v in names.items()}
+    records = [json.loads(line) for line in (synthetic_corpus / "manifest-j000.jsonl").read_text().splitlines()]
+    train = [r for r in records if r.get("split") == "train" and r.get("status") == "written"]
+    for k in names:
+        mine = [r for r in train if r["style_id"] == int(k)]
+        assert info.style_counts[k] == {"clips": len(mine), "frames": sum(r["n_frames"] for r in mine)} and mine
+    capsys.readouterr()
+    assert main(["styles", str(trained_lac)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[1].split() == ["id", "identity", "dataset", "clips", "hours"]
+    assert table[3].split()[:4] == ["1", names["1"], "synth", str(info.style_counts["1"]["clips"])]
+    assert info.style_id(f"synth/{names['1']}") == info.style_id(names["1"]) == info.style_id("1") == 1
+    assert info.style_id("mean") == -1
+    with pytest.raises(ValueError, match=f"no speaking style 'nobody'.*0 synth/{names['0']}"):
+        info.style_id("nobody")
+    with pytest.raises(ValueError, match="does not exist"):
+        info.style_id(7)
+    common = ["generate", "--lac", str(trained_lac), "--text", "The duck ate too many bees.", "--no-progress"]
+    assert main([*common, "--style", names["1"], "--save-motion", str(tmp_path / "named.npz")]) == 0
+    assert main([*common, "--style-id", "1", "--save-motion", str(tmp_path / "id.npz")]) == 0
+    assert main([*common, "--style-id", "0", "--save-motion", str(tmp_path / "other.npz")]) == 0
+    named, by_id, other = (np.load(tmp_path / f"{n}.npz") for n in ("named", "id", "other"))
+    assert set(named.files) == set(by_id.files) and all(np.array_equal(named[k], by_id[k]) for k in named.files)
+    assert any(not np.array_equal(named[k], other[k]) for k in named.files)  # the style matters
+    capsys.readouterr()
+    assert main([*common, "--style", "nobody", "--save-motion", str(tmp_path / "x.npz")]) == 2
+    assert "pctalk styles" in capsys.readouterr().err
 
 
 def test_a_separate_official_refiner_file_and_namespace_args(release_files: Path, tmp_path: Path) -> None:

@@ -44,6 +44,10 @@ def state_sha256(state: Mapping[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
+def _counts(block: Mapping[str, Any]) -> dict[str, dict[str, int]]:
+    return {str(k): {n: int(c) for n, c in dict(v).items()} for k, v in dict(block).items()}
+
+
 @dataclass
 class StageInfo:
     """The ``"pctalk"`` block of a LAC or EMC checkpoint."""
@@ -61,6 +65,9 @@ class StageInfo:
     """Frames per inference window (overlap: a fifth of it)."""
     styles: dict[str, str] = field(default_factory=dict)
     """Style id (as a string) -> the identity it was learned from (``dataset/identity``)."""
+    style_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Style id (as a string) -> ``{"clips", "frames"}`` of training data it was learned from (empty: not recorded,
+    files written before pctalk 0.3)."""
     audio_encoder: dict[str, Any] = field(default_factory=dict)
     """``sha256`` of the encoder's weights, its ``width`` (1 = the published encoder) and the ``file`` it was
     loaded from when it was frozen (``None`` when trained with the stage)."""
@@ -92,6 +99,33 @@ class StageInfo:
     def style_name(self, style_id: int) -> str:
         return self.styles.get(str(style_id), f"style {style_id}")
 
+    def style_id(self, style: str | int) -> int:
+        """The id of a style given by id (``3``, ``"3"``), by ``dataset/identity`` or by identity alone (when one
+        dataset has it); ``-1`` / ``"mean"``: the mean of every style.
+
+        Raises:
+            ValueError: no such style, or an identity several datasets share; the message lists the styles.
+        """
+        text = str(style).strip()
+        if text in ("-1", "mean"):
+            return -1
+        if text.lstrip("-").isdigit():
+            k = int(text)
+            if not 0 <= k < self.n_styles:
+                raise ValueError(f"style {k} does not exist: this checkpoint has styles 0..{self.n_styles - 1}")
+            return k
+        names = {k: [n.strip() for n in name.split("|")] for k, name in self.styles.items()}
+        exact = [k for k, ns in names.items() if text in ns]
+        short = [k for k, ns in names.items() if any(n.split("/", 1)[-1] == text for n in ns)]
+        found = exact or short
+        if len(found) == 1:
+            return int(found[0])
+        known = ", ".join(f"{k} {name}" for k, name in self.styles.items()) or "none recorded"
+        if found:
+            raise ValueError(f"style {text!r} is ambiguous ({', '.join(self.styles[k] for k in found)}): give "
+                             f"dataset/identity or the id")  # fmt: skip
+        raise ValueError(f"no speaking style {text!r} in this checkpoint; its styles: {known} (pctalk styles FILE)")
+
     def to_dict(self) -> dict[str, Any]:
         """Plain containers only (loadable with ``torch.load(weights_only=True)`` and as JSON)."""
         return {
@@ -104,6 +138,7 @@ class StageInfo:
             "audio_dim": int(self.audio_dim),
             "predictor": self.predictor.to_dict(),
             "styles": dict(self.styles),
+            "style_counts": {k: dict(v) for k, v in self.style_counts.items()},
             "audio_encoder": dict(self.audio_encoder),
             "sources": list(self.sources),
             "source_folders": dict(self.source_folders),
@@ -131,6 +166,7 @@ class StageInfo:
                 target=block.get("target", "lips"),
                 window=int(block.get("window", 25)),
                 styles={str(k): str(v) for k, v in dict(block.get("styles", {})).items()},
+                style_counts=_counts(block.get("style_counts", {})),
                 audio_encoder=dict(block.get("audio_encoder", {})),
                 sources=list(block.get("sources", [])),
                 source_folders=dict(block.get("source_folders", {})),

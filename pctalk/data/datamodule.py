@@ -93,6 +93,18 @@ class ShardDataModule(BaseDataModule):
                 merged[k], owner[k] = name, owner.get(k, root)
         return merged
 
+    def style_counts(self) -> dict[str, dict[str, int]]:
+        """Style id -> ``{"clips", "frames"}`` of training data over the roots (``style_counts.json``, written by
+        ``pctalk-data build`` and ``synth``; roots built before it add nothing)."""
+        merged: dict[str, dict[str, int]] = {}
+        for root in self.roots:
+            path = Path(root) / "style_counts.json"
+            for k, c in (json.loads(path.read_text()) if path.is_file() else {}).items():
+                into = merged.setdefault(k, {"clips": 0, "frames": 0})
+                into["clips"] += int(c.get("clips", 0))
+                into["frames"] += int(c.get("frames", 0))
+        return dict(sorted(merged.items(), key=lambda kv: int(kv[0])))
+
     def setup(self, stage: str) -> None:
         """Check, before any batch, that the roots agree on their style ids."""
         self.styles()

@@ -130,7 +130,14 @@ class ShardSink:
         writer = self._writer(split)
         writer.write(encode_sample(clip))
         self._pending[split].append(
-            {"key": clip.key, "status": "written", "split": split, "n_frames": clip.meta.n_frames, **info}
+            {
+                "key": clip.key,
+                "status": "written",
+                "split": split,
+                "n_frames": clip.meta.n_frames,
+                "style_id": clip.meta.style_id,
+                **info,
+            }
         )
 
     def skip(self, key: str, reason: str, **info: Any) -> None:
@@ -164,16 +171,23 @@ def _shard_metas(shard: Path) -> list[dict[str, Any]]:
 
 
 def write_index(out_dir: str | os.PathLike[str]) -> dict[str, int]:
-    """Write ``sizes.json`` (shard -> samples), ``frames.json`` (shard -> video frames, which size training epochs)
-    and ``<split>.txt`` (one shard per line) from every job's manifest, counting only shards that exist. Returns the
+    """Write ``sizes.json`` (shard -> samples), ``frames.json`` (shard -> video frames, which size training epochs),
+    ``style_counts.json`` (style id -> training clips and frames, for the checkpoints' style table) and
+    ``<split>.txt`` (one shard per line) from every job's manifest, counting only shards that exist. Returns the
     sizes."""
     out = Path(out_dir)
     sizes: dict[str, int] = defaultdict(int)
     frames: dict[str, int] = defaultdict(int)
+    styles: dict[int, dict[str, int]] = defaultdict(lambda: {"clips": 0, "frames": 0})
     for record in read_manifests(out):
         if record.get("status") == "written" and (out / record.get("shard", "")).is_file():
             sizes[record["shard"]] += 1
             frames[record["shard"]] += int(record.get("n_frames", 0))
+            if record.get("split") == "train" and int(record.get("style_id", -1)) >= 0:
+                styles[int(record["style_id"])]["clips"] += 1
+                styles[int(record["style_id"])]["frames"] += int(record.get("n_frames", 0))
+    counts = {str(k): styles[k] for k in sorted(styles)}
+    atomic_write(out / "style_counts.json", lambda tmp: tmp.write_text(json.dumps(counts, indent=1)))
     sizes = dict(sorted(sizes.items()))
     atomic_write(out / "sizes.json", lambda tmp: tmp.write_text(json.dumps(sizes, indent=1)))
     atomic_write(out / "frames.json", lambda tmp: tmp.write_text(json.dumps(dict(sorted(frames.items())), indent=1)))

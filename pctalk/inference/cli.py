@@ -57,7 +57,10 @@ def _parser() -> argparse.ArgumentParser:
         help="bf16: the audio encoder about 2.6x faster on CPUs with AVX-512 BF16 (within 0.4%%)",
     )
     lips = p.add_argument_group("lip controls")
-    lips.add_argument("--style-id", type=int, default=-1, help="speaking style (a training identity); -1 = the mean")
+    lips.add_argument("--style", metavar="NAME",
+                      help="speaking style by its training identity (dataset/identity, or the identity alone; "
+                      "`pctalk styles LAC` lists them) or id; default: the mean of every style")  # fmt: skip
+    lips.add_argument("--style-id", type=int, default=-1, help="speaking style by id; -1 = the mean")
     lips.add_argument("--lip-scale", type=float, default=1.0, help="global lip scale")
     lips.add_argument("--loudness-scale", action="store_true", help="scale the lips per frame with the loudness")
     lips.add_argument("--style-edit", action="append", default=[], metavar="WORD=BETA",
@@ -166,6 +169,10 @@ def generate_main(argv: Sequence[str]) -> int:
             progress=args.progress,
             audio_precision=args.audio_precision,
         )
+        if args.style is not None:
+            if args.style_id != -1:
+                raise ValueError("give --style or --style-id, not both")
+            controls.style_id = pipeline.lac.info.style_id(args.style)
         driven = pipeline.generate(
             args.source, args.out, audio=args.audio, text=args.text, controls=controls,
             save_motion=args.save_motion, keypoint_video=args.keypoint_video,

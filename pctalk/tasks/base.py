@@ -59,6 +59,12 @@ class BaseTask(LightningModule, ABC):
         styles = getattr(datamodule, "styles", None)
         return dict(styles()) if callable(styles) else {}
 
+    def data_style_counts(self) -> dict[str, dict[str, int]]:
+        """Style id -> training clips and frames (from the data module's shards), for the checkpoint block."""
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        counts = getattr(datamodule, "style_counts", None)
+        return dict(counts()) if callable(counts) else {}
+
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         """The parameters the optimiser updates (frozen networks are excluded)."""
         return [p for p in self.parameters() if p.requires_grad]

@@ -118,7 +118,8 @@ class EmotionTask(BaseTask):
         folders = {"audio": hp.get("wav2vec2"), "text": hp.get("text_encoder")}
         return StageInfo(
             "emc", hp["n_styles"], self.config, self.audio_encoder.out_dim, window=self.config.period,
-            styles=self.data_styles(), audio_encoder=encoder, sources=[s for s in self.sources if s != "label"],
+            styles=self.data_styles(), style_counts=self.data_style_counts(), audio_encoder=encoder,
+            sources=[s for s in self.sources if s != "label"],
             source_folders={k: str(v) for k, v in folders.items() if v and k in self.sources},
         )  # fmt: skip
 

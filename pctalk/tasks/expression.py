@@ -104,7 +104,8 @@ class ExpressionTask(BaseTask):
         encoder["sha256"] = state_sha256(self.audio_encoder.state_dict())
         return StageInfo(
             "lac", self.hparams["n_styles"], self.config, self.audio_encoder.out_dim, self.target,
-            window=self.config.period, styles=self.data_styles(), audio_encoder=encoder,
+            window=self.config.period, styles=self.data_styles(), style_counts=self.data_style_counts(),
+            audio_encoder=encoder,
         )  # fmt: skip
 
     def sample(self, clip: Clip) -> dict[str, torch.Tensor]:

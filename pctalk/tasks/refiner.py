@@ -105,9 +105,9 @@ class LipRefinerTask(BaseTask):
     def stage_info(self) -> StageInfo:
         """The checkpoint block: the expression stage's, which this task completes with its refiner."""
         encoder = {**self.expression_info.audio_encoder, "sha256": state_sha256(self.audio_encoder.state_dict())}
-        return replace(
-            self.expression_info, audio_encoder=encoder, styles=self.expression_info.styles or self.data_styles()
-        )
+        info = self.expression_info
+        return replace(info, audio_encoder=encoder, styles=info.styles or self.data_styles(),
+                       style_counts=info.style_counts or self.data_style_counts())  # fmt: skip
 
     def train(self, mode: bool = True) -> LipRefinerTask:
         super().train(mode)
