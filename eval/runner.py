@@ -30,7 +30,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from eval.paper import COLUMNS, LABELS, PAPER
-from pctalk.weights.io import atomic_write
+from pctalk.weights.io import atomic_write, file_sha256
 from pctalk.weights.registry import resolve
 
 __all__ = ["EvalClip", "EvalTask", "Method", "MetricSettings", "protocol", "render_table", "run_command", "test_clips"]
@@ -567,16 +567,6 @@ def run_command(
     return 0
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def protocol(
     settings: MetricSettings, counted: dict[str, dict[str, int]], source: dict[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -596,7 +586,7 @@ def protocol(
     for metric, (given, name) in files.items():
         if metric in settings.metrics:
             path = Path(given) if given is not None else resolve(name, root)
-            networks[name] = {"file": str(path), "sha256": _sha256(path) if path.is_file() else None}
+            networks[name] = {"file": str(path), "sha256": file_sha256(path) if path.is_file() else None}
     return {
         "FVD": PROTOCOLS[settings.fvd_protocol].name if isinstance(settings.fvd_protocol, str) else "custom",
         "LSE crop": settings.lse_crop,

@@ -46,6 +46,12 @@ def _styles() -> Any:
     return styles_command
 
 
+def _card() -> Any:
+    from pctalk.checkpoints.card import card_command
+
+    return card_command
+
+
 def _slurm() -> Any:
     from pctalk.cluster.slurm import slurm_main
 
@@ -66,6 +72,7 @@ TOOL_VERBS: dict[str, Verb] = {
     "styles": Verb(
         "the speaking styles of a checkpoint: pctalk styles CHECKPOINT (id, identity, dataset, clips)", _styles
     ),
+    "card": Verb("the model card of a checkpoint: pctalk card CHECKPOINT (data, training, scores, files)", _card),
     "weights": Verb("inspect pretrained files: pctalk weights check --root DIR [--strict]", _weights),
     "slurm": Verb(
         "submit a requeue-safe DDP training job: pctalk slurm submit CONFIG --nodes N --gpus G (--help)",

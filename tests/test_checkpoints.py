@@ -200,6 +200,41 @@ def test_styles_are_named_listed_and_picked_by_name(
     assert "pctalk styles" in capsys.readouterr().err
 
 
+def test_export_writes_a_model_card_and_pctalk_card_prints_it(
+    trained_lac: Path, synthetic_corpus: Path, release: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The card says what the checkpoint was trained on (datasets, identities, clips, frames, the splits' hash), how
+    (task, steps, epochs, seed, settings), its last validation figures, the pretrained files it needs by SHA-256, and
+    the command that runs it; a file without a training record says so."""
+    import hashlib
+    import json
+
+    ckpt = torch.load(trained_lac, weights_only=True)  # the record loads without pickled code
+    assert export(trained_lac, tmp_path / "rel") == 0
+    card = json.loads((tmp_path / "rel" / "model_card.json").read_text())["lac"]
+    counts = load_lac_stage(trained_lac).info.style_counts
+    assert card["data"]["datasets"] == ["synth"] and card["data"]["identities"] == 2
+    assert card["data"]["train_clips"] == sum(c["clips"] for c in counts.values()) > 0
+    assert card["data"]["train_frames"] == sum(c["frames"] for c in counts.values())
+    assert card["data"]["roots"] == [str(synthetic_corpus)]
+    assert (
+        card["data"]["splits_sha256"] == {}
+    )  # the synthetic corpus has no splits.json (tests/test_rehearsal.py: HDTF's)
+    assert card["training"]["task"] == "ExpressionTask" and card["training"]["steps"] == ckpt["global_step"] > 0
+    assert card["training"]["epochs"] == ckpt["epoch"] and card["settings"]["model"]["lr"] > 0
+    assert card["validation"] and all(k.startswith("val") and np.isfinite(v) for k, v in card["validation"].items())
+    assert card["sha256"] == hashlib.sha256((tmp_path / "rel" / "lac.pth").read_bytes()).hexdigest()
+    assert card["pretrained"]["audio encoder (weights, state-dict hash)"]["sha256"]
+    assert card["run"].startswith(f"pctalk generate --lac {tmp_path / 'rel' / 'lac.pth'}")
+    text = (tmp_path / "rel" / "MODEL_CARD.md").read_text()
+    assert "## LAC" in text and f"| 1 | {load_lac_stage(trained_lac).info.styles['1'].split('/')[1]} |" in text
+    capsys.readouterr()
+    assert main(["card", str(trained_lac)]) == 0
+    assert "### Validation" in (out := capsys.readouterr().out) and f"steps: {ckpt['global_step']}" in out
+    assert main(["card", str(release / "emc.pth")]) == 0
+    assert "## EMC" in (out := capsys.readouterr().out) and "Not recorded" in out
+
+
 def test_a_separate_official_refiner_file_and_namespace_args(release_files: Path, tmp_path: Path) -> None:
     obj = torch.load(release_files / "lac.pth", weights_only=True)
     torch.save({"model_ft": obj["model_ft"]}, tmp_path / "refiner.pth")

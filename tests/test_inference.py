@@ -225,6 +225,36 @@ def test_timeline_keyframes_a_control(pipeline: TalkingFacePipeline, astronaut_p
     assert not torch.allclose(with_emotion.exp[-1], base.exp[-1])
 
 
+def test_loudness_scale_takes_its_gain_reference_and_bounds(
+    pipeline: TalkingFacePipeline, astronaut_path: Path
+) -> None:
+    """The per-frame lip scale is 1 + gain (loudness - reference) clamped to the bounds; gain 0 leaves the lips as
+    predicted bit for bit; a timeline keyframes the gain (and turns the scale on); values out of range are refused."""
+    from pctalk.audio.loudness import frame_loudness
+    from pctalk.audio.mel import fit_to_frames
+    from pctalk.control.lip import loudness_factor
+
+    source = pipeline.load_source(astronaut_path)
+    wav = speech("The duck ate too many bees before lunch.")
+    n = len(wav) * 25 // 16000
+    loud = frame_loudness(fit_to_frames(wav, n), n)
+    base = pipeline.motion(wav, source, Controls(refine=False))
+    flat = pipeline.motion(wav, source, Controls(refine=False, loudness_scale=True, loudness_gain=0.0))
+    assert torch.equal(flat.lips, base.lips)
+    controls = Controls(refine=False, loudness_scale=True, loudness_gain=0.05, loudness_reference=-30.0,
+                        loudness_bounds=(0.5, 2.0))  # fmt: skip
+    factor = loudness_factor(loud, -30.0, 0.05, 0.5, 2.0)
+    assert factor.min() < 1 < factor.max()  # speech and pauses: both ends of the scale are used
+    torch.testing.assert_close(pipeline.motion(wav, source, controls).lips, base.lips * factor[:, None, None])
+    ramp = Timeline({"loudness_gain": [(0.0, 0.0), ((n - 1) / 25, 0.05)]})
+    gain = torch.from_numpy(ramp.values("loudness_gain", n))
+    ramped = pipeline.motion(wav, source, Controls(refine=False, timeline=ramp))
+    torch.testing.assert_close(ramped.lips, base.lips * loudness_factor(loud, -20.0, gain)[:, None, None])
+    for bad in ({"loudness_gain": 0.5}, {"loudness_reference": 10.0}, {"loudness_bounds": (1.5, 1.0)}):
+        with pytest.raises(ValueError, match="--loudness-"):
+            Controls(**bad)
+
+
 @pytest.mark.parametrize("frames", [1, T - 1, T, 10 * T + 3])
 def test_any_audio_length(pipeline: TalkingFacePipeline, astronaut_path: Path, frames: int) -> None:
     source = pipeline.load_source(astronaut_path)
@@ -256,7 +286,8 @@ def test_cli_generate_and_its_errors(release: Path, liveportrait_weights: Path, 
     timeline.write_text(json.dumps({"controls": {"lip_scale": [[0, 1], [1, 1.5]]}}))
     assert main([*common, *rendering, "--source", str(astronaut_path), "--text", "Hello there.", "--out", str(out),
                  "--emc", str(release / "emc.pth"), "--emotion", "happy:lips:0.6", "--emotion", "sad:upper_face:0.4",
-                 "--style-edit", "duck=1.5", "--loudness-scale", "--controls", str(timeline)]) == 0  # fmt: skip
+                 "--style-edit", "duck=1.5", "--loudness-gain", "0.03", "--loudness-bounds", "0.8,1.3",
+                 "--controls", str(timeline)]) == 0  # fmt: skip
     assert out.is_file() and len(VideoReader(out)) > 10
     # the motion alone needs no LivePortrait
     assert main([*common, "--text", "Hello.", "--keypoint-video", str(tmp_path / "kp.mp4")]) == 0
@@ -277,6 +308,8 @@ def test_cli_generate_and_its_errors(release: Path, liveportrait_weights: Path, 
     assert "missing pretrained file" in err and "pctalk weights check --root" in err
     assert main([*common, "--text", "Hi."]) == 2
     assert "nothing to write" in capsys.readouterr().err
+    assert main([*common, "--text", "Hi.", "--keypoint-video", str(tmp_path / "k.mp4"), "--loudness-bounds", "1"]) == 2
+    assert "use LO,HI" in capsys.readouterr().err
 
 
 def test_every_generate_option_is_documented(capsys: pytest.CaptureFixture[str]) -> None:

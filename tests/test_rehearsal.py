@@ -73,7 +73,7 @@ def test_build_fit_export_generate_and_every_table(user: Path) -> None:
     from data_prep.cli import main as data
     from eval.cli import main as evaluate
     from pctalk.cli import main as pctalk
-    from pctalk.data.splits import read_test_list
+    from pctalk.data.splits import content_sha256, read_splits, read_test_list
     from pctalk.media import VideoReader
     from raw_media import scene_video
 
@@ -112,6 +112,12 @@ def test_build_fit_export_generate_and_every_table(user: Path) -> None:
         if Path(name).name != "lac.pth":
             shutil.move(folder / "lac.pth", name)
     _ok(pctalk(["export", "--checkpoint", "runs/emc/checkpoints/last.ckpt", "--out", "checkpoints"]))
+    cards = json.loads(Path("checkpoints/model_card.json").read_text())  # beside lac.pth and emc.pth
+    assert cards["lac"]["training"]["task"] == "LipRefinerTask" and cards["emc"]["data"]["datasets"] == ["mead"]
+    for kind, dataset in (("lac", "hdtf"), ("emc", "mead")):
+        splits = content_sha256(read_splits(f"data/shards/{dataset}/splits.json"))
+        assert splits in cards[kind]["data"]["splits_sha256"].values() and cards[kind]["training"]["steps"] > 0
+    assert "## EMC" in Path("checkpoints/MODEL_CARD.md").read_text()
 
     # -- generate from an image and from a portrait video ----------------------------------------------------------
     models = ["--lac", "checkpoints/lac.pth", "--weights", "pretrained_weights", "--cropper", "opencv",

@@ -75,6 +75,9 @@ class StageInfo:
     """EMC: the learned emotion sources stored with the predictor (``video``, ``audio``, ``text``)."""
     source_folders: dict[str, str] = field(default_factory=dict)
     """EMC: the folders of the audio and text sources' frozen backbones."""
+    training: dict[str, Any] = field(default_factory=dict)
+    """How it was trained (:meth:`pctalk.tasks.BaseTask.training_record`: task, steps, epochs, seed, settings,
+    data, validation figures, pretrained files by SHA-256); empty for files that do not record it."""
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -142,6 +145,7 @@ class StageInfo:
             "audio_encoder": dict(self.audio_encoder),
             "sources": list(self.sources),
             "source_folders": dict(self.source_folders),
+            "training": dict(self.training),
         }
 
     @classmethod
@@ -170,6 +174,7 @@ class StageInfo:
                 audio_encoder=dict(block.get("audio_encoder", {})),
                 sources=list(block.get("sources", [])),
                 source_folders=dict(block.get("source_folders", {})),
+                training=dict(block.get("training", {})),
                 format_version=version,
             )
         except (KeyError, TypeError) as err:

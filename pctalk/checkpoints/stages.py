@@ -600,7 +600,8 @@ def export(
     audio_encoder: Path | None = None,
     refiner: Path | None = None,
 ) -> int:
-    """A trained stage to a release folder: OUT/lac.pth or OUT/emc.pth, and OUT/audio_encoder.pth.
+    """A trained stage to a release folder: OUT/lac.pth or OUT/emc.pth, OUT/audio_encoder.pth, and the folder's model
+    card (OUT/MODEL_CARD.md and OUT/model_card.json).
 
     Args:
         checkpoint: a checkpoint of `pctalk fit` (.ckpt), a pctalk release file or an official release file.
@@ -610,8 +611,11 @@ def export(
             was trained with).
         refiner: a separate lip refiner to export with a LAC (the official release's refiner file).
     """
+    from pctalk.checkpoints.card import write_card
+
     stage = load_stage(checkpoint, audio_encoder, refiner, strict_encoder=True)
     written = save_release(stage, out, format)
+    write_card(Path(out), stage.info, written[0])
     parts = "predictor" if isinstance(stage, EMCStage) or stage.refiner is None else "predictor and lip refiner"
     print(f"wrote {written[0]} ({stage.info.kind.upper()} {parts}, {format} layout) and {written[1]}")  # type: ignore[union-attr]
     return 0

@@ -77,7 +77,7 @@ def scale_lips(D: torch.Tensor, factor: float | torch.Tensor) -> torch.Tensor:
 def loudness_factor(
     loudness_db: torch.Tensor,
     reference_db: float = -20.0,
-    gain: float = 0.02,
+    gain: float | torch.Tensor = 0.02,
     lo: float = 0.7,
     hi: float = 1.4,
     smoothing: int = 5,
@@ -88,7 +88,7 @@ def loudness_factor(
     Args:
         loudness_db: ``(..., T)`` RMS loudness per frame in dBFS (:func:`pctalk.audio.loudness.frame_loudness`).
         reference_db: the loudness that keeps the lips as predicted.
-        gain: scale change per dB.
+        gain: scale change per dB, or ``(T,)`` per frame.
         lo, hi: bounds of the scale.
         smoothing: moving-average length in frames (1 = none).
 

@@ -6,6 +6,9 @@ control                  range           meaning of the ends
 ``lip_scale``            0 .. 3          0: closed lips (no lip motion); 1: as predicted; 3: very exaggerated
 style edit ``beta``      0 .. 3          0: the pronunciation's component removed; 1: unchanged
 emotion ``intensity``    0 .. 2          0: no emotion; 0.5: the paper's default; 1: the predicted emotion; 2: doubled
+``loudness_gain``        0 .. 0.1        lip scale change per dB above the reference; 0: loudness has no effect
+``loudness_reference``   -90 .. 0        dBFS that keeps the lips as predicted (default -20)
+``loudness_bounds``      0 .. 3          the lowest and highest per-frame scale (default 0.7 .. 1.4)
 =======================  ==============  =======================================================================
 
 Values must be finite; outside the range the motion leaves what LivePortrait can render (a NaN gives a black face).
@@ -18,7 +21,14 @@ from collections.abc import Iterable
 
 __all__ = ["RANGES", "check_range"]
 
-RANGES: dict[str, tuple[float, float]] = {"lip_scale": (0.0, 3.0), "beta": (0.0, 3.0), "intensity": (0.0, 2.0)}
+RANGES: dict[str, tuple[float, float]] = {
+    "lip_scale": (0.0, 3.0),
+    "beta": (0.0, 3.0),
+    "intensity": (0.0, 2.0),
+    "loudness_gain": (0.0, 0.1),
+    "loudness_reference": (-90.0, 0.0),
+    "loudness_bounds": (0.0, 3.0),
+}
 
 
 def check_range(kind: str, values: float | Iterable[float], name: str) -> None:

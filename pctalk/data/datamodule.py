@@ -6,7 +6,7 @@ import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import webdataset as wds
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
@@ -104,6 +104,29 @@ class ShardDataModule(BaseDataModule):
                 into["clips"] += int(c.get("clips", 0))
                 into["frames"] += int(c.get("frames", 0))
         return dict(sorted(merged.items(), key=lambda kv: int(kv[0])))
+
+    def summary(self) -> dict[str, Any]:
+        """The training data, for the checkpoint's model card: the roots, their datasets and identities, the
+        SHA-256 of each root's splits, and the training clips, frames and hours."""
+        from pctalk.data.splits import content_sha256, read_splits
+
+        counts = self.style_counts()
+        styles = self.styles()
+        frames = sum(c["frames"] for c in counts.values())
+        splits = {}
+        for root in self.roots:
+            if (Path(root) / "splits.json").is_file():
+                splits[str(root)] = content_sha256(read_splits(Path(root) / "splits.json"))
+        names = [n.strip() for name in styles.values() for n in name.split("|")]
+        return {
+            "roots": [str(r) for r in self.roots],
+            "datasets": sorted({n.split("/", 1)[0] for n in names}),
+            "identities": len(set(names)),
+            "splits_sha256": splits,
+            "train_clips": sum(c["clips"] for c in counts.values()),
+            "train_frames": frames,
+            "train_hours": frames / 25 / 3600,
+        }
 
     def setup(self, stage: str) -> None:
         """Check, before any batch, that the roots agree on their style ids."""

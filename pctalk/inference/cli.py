@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 __all__ = ["generate_main"]
 
@@ -63,6 +64,20 @@ def _parser() -> argparse.ArgumentParser:
     lips.add_argument("--style-id", type=int, default=-1, help="speaking style by id; -1 = the mean")
     lips.add_argument("--lip-scale", type=float, default=1.0, help="global lip scale")
     lips.add_argument("--loudness-scale", action="store_true", help="scale the lips per frame with the loudness")
+    lips.add_argument(
+        "--loudness-gain",
+        type=float,
+        metavar="G",
+        help="loudness scale: lip scale change per dB, 0..0.1 (default 0.02; implies --loudness-scale)",
+    )
+    lips.add_argument(
+        "--loudness-reference",
+        type=float,
+        metavar="DBFS",
+        help="loudness scale: the loudness that keeps the lips as predicted (default -20 dBFS)",
+    )
+    lips.add_argument("--loudness-bounds", metavar="LO,HI",
+                      help="loudness scale: the lowest and highest per-frame scale (default 0.7,1.4)")  # fmt: skip
     lips.add_argument("--style-edit", action="append", default=[], metavar="WORD=BETA",
                       help="scale a pronunciation (too/woo/pursing, bee/eee/widening, duck/aaa/opening), "
                       "e.g. duck=1.5; repeatable")  # fmt: skip
@@ -135,10 +150,22 @@ def generate_main(argv: Sequence[str]) -> int:
             if not beta:
                 raise ValueError(f"bad --style-edit {item!r}: use WORD=BETA, e.g. duck=1.5")
             edits[word] = float(beta)
+        loudness: dict[str, Any] = {}
+        if args.loudness_gain is not None:
+            loudness["loudness_gain"] = args.loudness_gain
+        if args.loudness_reference is not None:
+            loudness["loudness_reference"] = args.loudness_reference
+        if args.loudness_bounds is not None:
+            try:
+                lo, hi = (float(v) for v in args.loudness_bounds.split(","))
+            except ValueError:
+                raise ValueError(f"bad --loudness-bounds {args.loudness_bounds!r}: use LO,HI, e.g. 0.7,1.4") from None
+            loudness["loudness_bounds"] = (lo, hi)
         controls = Controls(
             style_id=args.style_id,
             lip_scale=args.lip_scale,
-            loudness_scale=args.loudness_scale,
+            loudness_scale=args.loudness_scale or bool(loudness),
+            **loudness,
             style_edits=edits,
             emotions=[EmotionControl.parse(e) for e in args.emotion],
             emotion_from_audio=args.emotion_from_audio,

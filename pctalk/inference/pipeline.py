@@ -83,7 +83,14 @@ class Controls:
     """Speaking style (a training identity's index); -1 is the mean of all styles."""
     lip_scale: float = 1.0
     loudness_scale: bool = False
-    """Scale the lips per frame with the audio's loudness."""
+    """Scale the lips per frame with the audio's loudness: ``1 + gain · (loudness − reference)`` clamped to the
+    bounds (:func:`pctalk.control.lip.loudness_factor`)."""
+    loudness_gain: float = 0.02
+    """Lip scale change per dB (a timeline's ``loudness_gain`` track keyframes it)."""
+    loudness_reference: float = -20.0
+    """The loudness, in dBFS, that keeps the lips as predicted."""
+    loudness_bounds: tuple[float, float] = (0.7, 1.4)
+    """The lowest and highest per-frame scale."""
     style_edits: dict[str, float] = field(default_factory=dict)
     """Pronunciation -> beta, e.g. {"duck": 1.5}."""
     emotions: list[EmotionControl] = field(default_factory=list)
@@ -109,6 +116,12 @@ class Controls:
 
     def __post_init__(self) -> None:
         check_range("lip_scale", self.lip_scale, "--lip-scale (lip_scale)")
+        check_range("loudness_gain", self.loudness_gain, "--loudness-gain (loudness_gain)")
+        check_range("loudness_reference", self.loudness_reference, "--loudness-reference (loudness_reference)")
+        lo, hi = self.loudness_bounds
+        check_range("loudness_bounds", (lo, hi), "--loudness-bounds (loudness_bounds)")
+        if lo > hi:
+            raise ValueError(f"--loudness-bounds (loudness_bounds): the lowest scale {lo} is above the highest {hi}")
         for word, beta in self.style_edits.items():
             check_range("beta", beta, f"--style-edit {word}")
         if self.window is not None and self.window < 2:
@@ -362,7 +375,8 @@ class TalkingFacePipeline:
             hashes = {stage.info.audio_encoder.get("sha256") for stage in (self.lac, self.emc)}
             shared = (len(hashes) == 1 and None not in hashes) or self.emc.audio_encoder is self.lac.audio_encoder
             emc_feat = feat if shared else self._features(self.emc.audio_encoder, windows)
-        loudness = frame_loudness(fit_to_frames(wav, n), n).to(self.device) if controls.loudness_scale else None
+        wants_loudness = controls.loudness_scale or (controls.timeline and controls.timeline.names("loudness_gain"))
+        loudness = frame_loudness(fit_to_frames(wav, n), n).to(self.device) if wants_loudness else None
         return self.drive(feat, self.frames(source, n, controls), controls, emc_feat, loudness)
 
     def drive(
@@ -410,7 +424,10 @@ class TalkingFacePipeline:
         if (track := timeline.values("lip_scale", n)) is not None:
             factor = factor * torch.from_numpy(track).to(self.device)
         if loudness is not None:
-            factor = factor * loudness_factor(loudness).to(self.device)
+            gain = timeline.values("loudness_gain", n)
+            gain = torch.from_numpy(gain).to(self.device) if gain is not None else controls.loudness_gain
+            lo, hi = controls.loudness_bounds
+            factor = factor * loudness_factor(loudness, controls.loudness_reference, gain, lo, hi).to(self.device)
         D = scale_lips(D, factor)
         edits = dict(controls.style_edits)
         edits.update({name.split(":")[1]: None for name in timeline.names("style_edit:")})

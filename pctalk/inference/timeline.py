@@ -9,8 +9,9 @@
     }}
 
 Each track is ``[time in seconds, value]`` keyframes; between keyframes the value is interpolated linearly, before
-the first and after the last it holds. Control names: ``lip_scale``, ``style_edit:<pronunciation>`` (the beta of
-a built-in pronunciation vector), and ``emotion:<emotion or source>:<region>`` (an intensity).
+the first and after the last it holds. Control names: ``lip_scale``, ``loudness_gain`` (the loudness-driven lip
+scale's gain per dB; the track turns that scale on), ``style_edit:<pronunciation>`` (the beta of a built-in
+pronunciation vector), and ``emotion:<emotion or source>:<region>`` (an intensity).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pctalk.control.ranges import check_range
 
 __all__ = ["Timeline"]
 
-_NAMES = re.compile(r"lip_scale|style_edit:[a-z]+|emotion:[a-z_]+:[a-z_]+")
+_NAMES = re.compile(r"lip_scale|loudness_gain|style_edit:[a-z]+|emotion:[a-z_]+:[a-z_]+")
 
 
 def _is_keyframe(k: object) -> bool:
@@ -66,8 +67,8 @@ class Timeline:
         for name, keys in self.tracks.items():
             if not _NAMES.fullmatch(name):
                 raise ValueError(
-                    f"unknown control {name!r} in the timeline; use lip_scale, style_edit:<pronunciation> or "
-                    f"emotion:<emotion or source>:<region>"
+                    f"unknown control {name!r} in the timeline; use lip_scale, loudness_gain, "
+                    f"style_edit:<pronunciation> or emotion:<emotion or source>:<region>"
                 )
             _check_names(name)
             if not isinstance(keys, (list, tuple)) or not keys or any(not _is_keyframe(k) for k in keys):
@@ -79,7 +80,8 @@ class Timeline:
             times = [t for t, _ in track]
             if not all(math.isfinite(t) and t >= 0 for t in times):
                 raise ValueError(f"timeline control {name!r}: keyframe times must be finite seconds >= 0, got {times}")
-            kind = "lip_scale" if name == "lip_scale" else "beta" if name.startswith("style_edit:") else "intensity"
+            kind = (name if name in ("lip_scale", "loudness_gain") else
+                    "beta" if name.startswith("style_edit:") else "intensity")  # fmt: skip
             check_range(kind, [v for _, v in track], f"timeline control {name!r}")
             self.tracks[name] = track
 

@@ -108,7 +108,7 @@ class EmotionTask(BaseTask):
             k for k in state if k.startswith(("source_modules.audio.backbone.", "source_modules.text.backbone."))
         ]:
             del state[key]
-        checkpoint["pctalk"] = self.stage_info().to_dict()
+        checkpoint["pctalk"] = self.checkpoint_block()
 
     def stage_info(self) -> StageInfo:
         """The checkpoint block (:mod:`pctalk.checkpoints`) of the stage being trained."""

@@ -130,7 +130,7 @@ class ExpressionTask(BaseTask):
         }
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["pctalk"] = self.stage_info().to_dict()
+        checkpoint["pctalk"] = self.checkpoint_block()
 
     def train(self, mode: bool = True) -> ExpressionTask:
         super().train(mode)

@@ -100,7 +100,7 @@ class LipRefinerTask(BaseTask):
         state = checkpoint["state_dict"]
         for key in [k for k in state if k.startswith(self.FROZEN_FROM_FILES)]:
             del state[key]
-        checkpoint["pctalk"] = self.stage_info().to_dict()
+        checkpoint["pctalk"] = self.checkpoint_block()
 
     def stage_info(self) -> StageInfo:
         """The checkpoint block: the expression stage's, which this task completes with its refiner."""

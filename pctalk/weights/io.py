@@ -16,6 +16,7 @@ __all__ = [
     "CheckpointKeyError",
     "UnsafeCheckpointError",
     "atomic_write",
+    "file_sha256",
     "load_checkpoint",
     "load_state_dict_strict",
     "save_checkpoint",
@@ -67,6 +68,17 @@ def load_checkpoint(
             f"cannot read checkpoint {path}: {err}. The file may be truncated or not a PyTorch checkpoint; "
             f"download it again."
         ) from err
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _umask() -> int:
