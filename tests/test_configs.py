@@ -25,7 +25,13 @@ def test_configs_exist() -> None:
     names = {p.relative_to(REPO / "experiments").as_posix() for p in CONFIGS}
     assert {"lac/expression.yaml", "lac/refiner.yaml", "emc/emotion.yaml", "quickstart/expression.yaml"} <= names
     assert "eval/emotion_classifier.yaml" in names
-    for config in ("lac/expression.yaml", "lac/refiner.yaml", "emc/emotion.yaml", "eval/emotion_classifier.yaml"):
+    for config in (
+        "lac/expression.yaml",
+        "lac/refiner.yaml",
+        "emc/emotion.yaml",
+        "eval/emotion_classifier.yaml",
+        "lac/style_encoder.yaml",
+    ):
         assert config.replace(".yaml", "_debug.yaml") in names
 
 

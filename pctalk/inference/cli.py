@@ -62,6 +62,18 @@ def _parser() -> argparse.ArgumentParser:
                       help="speaking style by its training identity (dataset/identity, or the identity alone; "
                       "`pctalk styles LAC` lists them) or id; default: the mean of every style")  # fmt: skip
     lips.add_argument("--style-id", type=int, default=-1, help="speaking style by id; -1 = the mean")
+    lips.add_argument(
+        "--style-from",
+        metavar="CLIP",
+        help="the speaking style of a video of someone speaking (needs --style-encoder and --weights)",
+    )
+    lips.add_argument(
+        "--style-encoder",
+        metavar="FILE",
+        help="a speaking-style encoder checkpoint (pctalk fit -c experiments/lac/style_encoder.yaml)",
+    )
+    lips.add_argument("--style-mix", action="append", default=[], metavar="NAME:WEIGHT",
+                      help="mix in a style: --style A --style-mix B:0.3 is 0.7 A + 0.3 B; repeatable")  # fmt: skip
     lips.add_argument("--lip-scale", type=float, default=1.0, help="global lip scale")
     lips.add_argument("--loudness-scale", action="store_true", help="scale the lips per frame with the loudness")
     lips.add_argument(
@@ -130,6 +142,42 @@ def _check_outputs(args: argparse.Namespace) -> None:
             )
 
 
+def _set_style(pipeline: Any, controls: Any, args: argparse.Namespace) -> None:
+    """The speaking style the options name: ``--style`` / ``--style-id``, or a reference clip's code, with
+    ``--style-mix`` terms mixed in."""
+    from pctalk.inference.pipeline import mix_styles
+
+    info = pipeline.lac.info
+    given = [o for o, v in (("--style", args.style), ("--style-id", args.style_id != -1),
+                            ("--style-from", args.style_from)) if v]  # fmt: skip
+    if len(given) > 1:
+        raise ValueError(f"give one of --style, --style-id and --style-from, not {' and '.join(given)}")
+    if args.style is not None:
+        controls.style_id = info.style_id(args.style)
+    base: Any = controls.style_id
+    if args.style_from:
+        if not args.style_encoder:
+            raise ValueError(
+                "--style-from needs --style-encoder FILE (train one: pctalk fit -c experiments/lac/style_encoder.yaml)"
+            )
+        from pctalk.checkpoints.style_encoder import load_style_encoder
+
+        encoder, _ = load_style_encoder(args.style_encoder)
+        base = pipeline.style_code_from_clip(encoder, args.style_from)
+    others = []
+    for item in args.style_mix:
+        name, _, weight = item.rpartition(":")
+        try:
+            others.append((info.style_id(name), float(weight)))
+        except ValueError as err:
+            if not name:
+                raise ValueError(f"bad --style-mix {item!r}: use NAME:WEIGHT, e.g. WDA_KamalaHarris:0.3") from None
+            raise ValueError(f"--style-mix {item}: {err}") from None
+    if others or args.style_from:
+        controls.style_code = mix_styles(info.n_styles, base, others)
+        controls.__post_init__()
+
+
 def generate_main(argv: Sequence[str]) -> int:
     """Run ``pctalk generate``; returns the exit status."""
     from pctalk.commands import _user_errors
@@ -181,7 +229,7 @@ def generate_main(argv: Sequence[str]) -> int:
             pasteback=args.pasteback,
             window=args.window,
         )
-        needs_weights = args.out or args.emotion_from_image or args.emotion_from_video
+        needs_weights = args.out or args.emotion_from_image or args.emotion_from_video or args.style_from
         if needs_weights and not args.weights:
             raise ValueError("rendering needs LivePortrait's weights: give --weights (see `pctalk weights check`)")
         pipeline = TalkingFacePipeline.from_checkpoints(
@@ -196,10 +244,7 @@ def generate_main(argv: Sequence[str]) -> int:
             progress=args.progress,
             audio_precision=args.audio_precision,
         )
-        if args.style is not None:
-            if args.style_id != -1:
-                raise ValueError("give --style or --style-id, not both")
-            controls.style_id = pipeline.lac.info.style_id(args.style)
+        _set_style(pipeline, controls, args)
         driven = pipeline.generate(
             args.source, args.out, audio=args.audio, text=args.text, controls=controls,
             save_motion=args.save_motion, keypoint_video=args.keypoint_video,

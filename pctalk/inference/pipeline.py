@@ -13,7 +13,8 @@ with the audio muxed (written atomically).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,7 +41,15 @@ from pctalk.keypoints.transform import rotation_matrix, transform_keypoints
 from pctalk.models.windows import Window, predict_windows
 from pctalk.weights.io import atomic_write
 
-__all__ = ["Controls", "DrivenMotion", "EmotionControl", "SourceFace", "SourceFrames", "TalkingFacePipeline"]
+__all__ = [
+    "Controls",
+    "DrivenMotion",
+    "EmotionControl",
+    "SourceFace",
+    "SourceFrames",
+    "TalkingFacePipeline",
+    "mix_styles",
+]
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 SOURCES = ("audio", "text", "image", "video")
@@ -81,6 +90,9 @@ class Controls:
 
     style_id: int = -1
     """Speaking style (a training identity's index); -1 is the mean of all styles."""
+    style_code: tuple[float, ...] | None = None
+    """A soft style code over the training identities instead of ``style_id`` (sums to 1): from a reference clip
+    (:meth:`TalkingFacePipeline.style_code_from_clip`), or a mix of styles (:func:`mix_styles`)."""
     lip_scale: float = 1.0
     loudness_scale: bool = False
     """Scale the lips per frame with the audio's loudness: ``1 + gain · (loudness − reference)`` clamped to the
@@ -116,6 +128,10 @@ class Controls:
 
     def __post_init__(self) -> None:
         check_range("lip_scale", self.lip_scale, "--lip-scale (lip_scale)")
+        if self.style_code is not None:
+            code = np.asarray(self.style_code, np.float64)
+            if code.ndim != 1 or not np.isfinite(code).all() or (code < 0).any() or abs(code.sum() - 1) > 1e-4:
+                raise ValueError(f"style_code must be non-negative weights summing to 1, got {list(self.style_code)}")
         check_range("loudness_gain", self.loudness_gain, "--loudness-gain (loudness_gain)")
         check_range("loudness_reference", self.loudness_reference, "--loudness-reference (loudness_reference)")
         lo, hi = self.loudness_bounds
@@ -185,6 +201,27 @@ class SourceFrames:
     R: torch.Tensor
     t: torch.Tensor
     index: np.ndarray
+
+
+def mix_styles(n_styles: int, base: int | Sequence[float], others: Sequence[tuple[int, float]]) -> tuple[float, ...]:
+    """A soft style code: ``base`` (a style id, -1 for the mean, or a code) weighted ``1 − Σw`` plus each of ``others``
+    (``(style id, weight)``) weighted ``w``, e.g. ``mix_styles(4, 0, [(2, 0.3)])`` = 0.7 · style 0 + 0.3 · style 2.
+
+    Raises:
+        ValueError: weights outside [0, 1] or summing above 1, or a style that does not exist.
+    """
+
+    def one_hot(k: int) -> np.ndarray:
+        if not -1 <= k < n_styles:
+            raise ValueError(f"style {k} does not exist: the model has styles 0..{n_styles - 1}")
+        return np.full(n_styles, 1.0 / n_styles) if k < 0 else np.eye(n_styles)[k]
+
+    code = one_hot(base) if isinstance(base, int) else np.asarray(base, np.float64)
+    total = sum(w for _, w in others)
+    if any(not 0 <= w <= 1 for _, w in others) or total > 1 + 1e-9:
+        raise ValueError(f"--style-mix weights must lie in [0, 1] and sum to at most 1, got {[w for _, w in others]}")
+    code = (1 - total) * code + sum(w * one_hot(k) for k, w in others)
+    return tuple(float(v) for v in code)
 
 
 def _default_motion(device: torch.device) -> Motion:
@@ -323,12 +360,41 @@ class TalkingFacePipeline:
     def _features(self, encoder: torch.nn.Module, windows: torch.Tensor) -> torch.Tensor:
         return encode_windows(encoder, windows, precision=self.audio_precision)[None]  # (1, T, A)
 
-    def _style(self, n_styles: int, style_id: int) -> torch.Tensor:
+    def _style(self, n_styles: int, style_id: int, code: Sequence[float] | None = None) -> torch.Tensor:
+        """``(1,)`` style index, or ``(1, n_styles)`` soft code."""
+        if code is not None:
+            if len(code) != n_styles:
+                raise ValueError(f"the style code has {len(code)} entries but the model has {n_styles} styles: it "
+                                 f"comes from another model's styles")  # fmt: skip
+            return torch.tensor([list(code)], dtype=torch.float32, device=self.device)
         if style_id >= n_styles:
             raise ValueError(
                 f"style {style_id} does not exist: the model has {n_styles} styles (0..{n_styles - 1}; -1 = mean)"
             )
         return torch.tensor([style_id], device=self.device)
+
+    @torch.no_grad()
+    def style_code_from_clip(
+        self, encoder: torch.nn.Module, clip: str | os.PathLike[str] | np.ndarray, max_frames: int | None = None
+    ) -> tuple[float, ...]:
+        """The soft style code of a reference clip of someone speaking: its lip deformations ``s · exp[LIPS]``
+        (LivePortrait's motion of every frame) through a :class:`~pctalk.models.style_encoder.SpeakingStyleEncoder`.
+
+        Raises:
+            ValueError: the encoder was trained for another number of styles than this LAC's.
+            FaceNotFoundError: no face in the clip.
+        """
+        n_styles = self.lac.predictor.n_styles
+        if encoder.n_styles != n_styles:
+            raise ValueError(f"the style encoder knows {encoder.n_styles} styles but the LAC has {n_styles}: train it "
+                             f"on the LAC's shards with --model.init_args.n_styles {n_styles}")  # fmt: skip
+        face = self.load_source(clip, max_frames)
+        if not face.is_video:
+            raise ValueError(f"{face.path}: a speaking style comes from a video of someone speaking, not an image")
+        m = face.motion
+        lips = (m.scale[:, :, None] * m.exp[:, list(LIPS)])[None]  # (1, T, 6, 3)
+        encoder = encoder.to(self.device).eval()
+        return tuple(float(v) for v in encoder.code(lips)[0])
 
     def _emotion_embedding(self, control: EmotionControl, controls: Controls) -> torch.Tensor | None:
         """The emotion embedding of a label or of a learned source's cue (``None`` for the image / mean-video kind)."""
@@ -404,7 +470,7 @@ class TalkingFacePipeline:
         lac, n = self.lac, feat.shape[1]
         info = lac.info
         idx = list(info.keypoints)
-        style = self._style(lac.predictor.n_styles, controls.style_id)
+        style = self._style(lac.predictor.n_styles, controls.style_id, controls.style_code)
         refine = controls.refine and lac.refiner is not None and not controls.refine_after_emotion
         if refine:
             zero = torch.zeros_like(frames.exp)
@@ -469,7 +535,12 @@ class TalkingFacePipeline:
         if self.emc is None:
             raise ValueError("emotion controls need an EMC checkpoint (--emc)")
         emc, n = self.emc, exp.shape[0]
-        style = self._style(emc.predictor.decoder.n_styles, controls.style_id)
+        code = controls.style_code
+        if code is not None and len(code) != emc.predictor.decoder.n_styles:
+            code = None  # a code over the LAC's identities: EMC (trained on its own) takes the mean style
+            warnings.warn("the style code is over the LAC's training identities; EMC, trained on others, uses the "
+                          "mean of its styles", stacklevel=2)  # fmt: skip
+        style = self._style(emc.predictor.decoder.n_styles, controls.style_id if code is None else -1, code)
         learned: list[tuple[EmotionControl, torch.Tensor | float, torch.Tensor]] = []
         for control in terms:
             track = timeline.values(f"emotion:{control.source}:{control.region}", n)

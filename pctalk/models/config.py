@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal, TypeVar
 
-__all__ = ["EmotionConfig", "PredictorConfig", "config_from"]
+__all__ = ["EmotionConfig", "PredictorConfig", "StyleEncoderConfig", "config_from"]
 
 C = TypeVar("C", bound="PredictorConfig")
 
@@ -61,6 +61,33 @@ class EmotionConfig(PredictorConfig):
     """How the emotion conditions the audio: ``autoregressive`` is the paper's and official release's decoder over
     the frames (the emotion as first token; its outputs are the main decoder's memory); ``encoder`` is pctalk 0.1's
     transformer encoder added to the audio features (kept so that older checkpoints load)."""
+
+
+@dataclass(frozen=True)
+class StyleEncoderConfig:
+    """Sizes of the speaking-style encoder (a transformer encoder over a clip's lip deformations with attention
+    pooling; the official release's ``SpeakingStyleEncoder3`` layout)."""
+
+    d_model: int = 512
+    """Token width (official: 512)."""
+    n_layers: int = 2
+    """Encoder layers (official: 2)."""
+    n_heads: int = 4
+    """Attention heads (official: 4)."""
+    ff_dim: int = 1024
+    """Feed-forward width (official: twice the token width)."""
+    period: int = 100
+    """Period in frames of the positional encoding (official: 100)."""
+    dropout: float = 0.1
+    """Dropout of the encoder and the positional encoding (training only)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> StyleEncoderConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
 
 
 def config_from(cls: type[C], value: C | Mapping[str, Any] | None) -> C:
