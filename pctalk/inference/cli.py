@@ -93,6 +93,15 @@ def _parser() -> argparse.ArgumentParser:
     lips.add_argument("--style-edit", action="append", default=[], metavar="WORD=BETA",
                       help="scale a pronunciation (too/woo/pursing, bee/eee/widening, duck/aaa/opening), "
                       "e.g. duck=1.5; repeatable")  # fmt: skip
+    lips.add_argument(
+        "--style-edit-from",
+        action="append",
+        default=[],
+        metavar="CLIP:WORD=BETA",
+        help="scale your own pronunciation: WORD's lip shape in a video CLIP of someone saying it, e.g. "
+        "me.mp4:hello=1.5 (needs --transcript), or me.mp4:hello@1.20-1.55=1.5 (seconds); repeatable",
+    )
+    lips.add_argument("--transcript", help="what the --style-edit-from clip says (its words are aligned to its audio)")
     emotion = p.add_argument_group("emotion controls (need --emc)")
     emotion.add_argument("--emotion", action="append", default=[], metavar="EMOTION:REGION:INTENSITY",
                          help="e.g. happy:lips:0.6; EMOTION may also be audio, text, image or video (the cues below); "
@@ -140,6 +149,21 @@ def _check_outputs(args: argparse.Namespace) -> None:
             raise ValueError(
                 f"{option} {path}: cannot write into {folder} (read-only or no permission); write elsewhere"
             )
+
+
+def _parse_edit_from(item: str) -> tuple[str, tuple[float, float] | None, float, str]:
+    """``CLIP:WORD=BETA`` or ``CLIP:WORD@START-END=BETA`` -> word, span (seconds) or ``None``, beta, clip."""
+    clip, _, edit = item.rpartition(":")
+    word, _, beta = edit.partition("=")
+    word, _, times = word.partition("@")
+    try:
+        span = tuple(float(t) for t in times.split("-")) if times else None
+        if not clip or not word or (span is not None and len(span) != 2):
+            raise ValueError
+        return word, span, float(beta), clip  # type: ignore[return-value]
+    except ValueError:
+        raise ValueError(f"bad --style-edit-from {item!r}: use CLIP:WORD=BETA (with --transcript) or "
+                         f"CLIP:WORD@START-END=BETA, e.g. me.mp4:hello=1.5") from None  # fmt: skip
 
 
 def _set_style(pipeline: Any, controls: Any, args: argparse.Namespace) -> None:
@@ -229,7 +253,8 @@ def generate_main(argv: Sequence[str]) -> int:
             pasteback=args.pasteback,
             window=args.window,
         )
-        needs_weights = args.out or args.emotion_from_image or args.emotion_from_video or args.style_from
+        needs_weights = (args.out or args.emotion_from_image or args.emotion_from_video or args.style_from
+                         or args.style_edit_from)  # fmt: skip
         if needs_weights and not args.weights:
             raise ValueError("rendering needs LivePortrait's weights: give --weights (see `pctalk weights check`)")
         pipeline = TalkingFacePipeline.from_checkpoints(
@@ -245,6 +270,11 @@ def generate_main(argv: Sequence[str]) -> int:
             audio_precision=args.audio_precision,
         )
         _set_style(pipeline, controls, args)
+        for item in args.style_edit_from:
+            name, span, beta, clip = _parse_edit_from(item)
+            controls.pronunciations[name] = pipeline.pronunciation_from_clip(clip, name, args.transcript, span)
+            controls.style_edits[name] = beta
+        controls.__post_init__()
         driven = pipeline.generate(
             args.source, args.out, audio=args.audio, text=args.text, controls=controls,
             save_motion=args.save_motion, keypoint_video=args.keypoint_video,

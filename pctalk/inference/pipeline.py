@@ -104,7 +104,10 @@ class Controls:
     loudness_bounds: tuple[float, float] = (0.7, 1.4)
     """The lowest and highest per-frame scale."""
     style_edits: dict[str, float] = field(default_factory=dict)
-    """Pronunciation -> beta, e.g. {"duck": 1.5}."""
+    """Pronunciation -> beta, e.g. {"duck": 1.5}: a built-in vector, or one of ``pronunciations``."""
+    pronunciations: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    """The user's own pronunciation vectors (18 values, the six lip keypoints' x y z), by name; they take precedence
+    over the built-in ones (:meth:`TalkingFacePipeline.pronunciation_from_clip`)."""
     emotions: list[EmotionControl] = field(default_factory=list)
     emotion_from_audio: str | None = None
     emotion_from_text: str | None = None
@@ -374,6 +377,53 @@ class TalkingFacePipeline:
         return torch.tensor([style_id], device=self.device)
 
     @torch.no_grad()
+    def pronunciation_from_clip(
+        self,
+        clip: str | os.PathLike[str],
+        word: str,
+        transcript: str | None = None,
+        span: tuple[float, float] | None = None,
+    ) -> tuple[float, ...]:
+        """A pronunciation vector from a video of someone speaking: the mean lip deformation ``s · exp[LIPS]``
+        (LivePortrait's motion) over the frames where ``word`` is spoken, minus the clip's median deformation (its
+        rest shape), normalised (:func:`pctalk.control.lip.pronunciation_vector`). The frames come from ``span``
+        (seconds), or from every occurrence of ``word`` in the clip's ``transcript``, aligned to its audio
+        (:func:`pctalk.audio.alignment.align_words`).
+
+        Returns:
+            18 values (the six lip keypoints' x, y, z), for ``Controls.pronunciations``.
+
+        Raises:
+            ValueError: neither a transcript nor a span, ``word`` not in the transcript, or no frames in the span.
+        """
+        from pctalk.control.lip import pronunciation_vector
+
+        face = self.load_source(clip)
+        if not face.is_video:
+            raise ValueError(f"{face.path}: a pronunciation comes from a video of someone speaking, not an image")
+        n = len(face.frames)
+        if span is not None:
+            spans = [span]
+        elif transcript:
+            from pctalk.audio.alignment import align_words
+
+            words = align_words(load_audio(clip), transcript)
+            key = word.strip().lower()
+            spans = [(w.start, w.end) for w in words if w.text.strip(".,;:!?\"'").lower() == key]
+            if not spans:
+                raise ValueError(f"{word!r} is not in the transcript of {clip} ({' '.join(w.text for w in words)})")
+        else:
+            raise ValueError(f"say where {word!r} is spoken in {clip}: give the clip's transcript, or WORD@START-END")
+        times = np.arange(n) / 25
+        frames = [i for i in range(n) if any(a <= times[i] < b for a, b in spans)]
+        if not frames:
+            raise ValueError(f"no frame of {clip} lies in {spans} s (the clip is {n / 25:.2f} s long)")
+        m = face.motion
+        lips = m.scale[:, :, None] * m.exp[:, list(LIPS)]  # (T, 6, 3)
+        vector = pronunciation_vector(lips - lips.median(dim=0).values, frames)
+        return tuple(float(v) for v in vector.reshape(-1))
+
+    @torch.no_grad()
     def style_code_from_clip(
         self, encoder: torch.nn.Module, clip: str | os.PathLike[str] | np.ndarray, max_frames: int | None = None
     ) -> tuple[float, ...]:
@@ -501,7 +551,9 @@ class TalkingFacePipeline:
         for word, beta in edits.items():
             track = timeline.values(f"style_edit:{word}", n)
             beta_t = torch.from_numpy(track).to(self.device) if track is not None else float(beta)
-            D[:, lip_rows] = edit_style(D[:, lip_rows], pronunciation(word).to(self.device), beta_t)
+            own = controls.pronunciations.get(word)
+            vector = torch.tensor(own, dtype=D.dtype).view(len(LIPS), 3) if own is not None else pronunciation(word)
+            D[:, lip_rows] = edit_style(D[:, lip_rows], vector.to(self.device), beta_t)
 
         exp, scale = frames.exp.clone(), frames.scale
         exp[:, idx] = D / scale[:, :, None]  # write back: exp[kp] = D / s
