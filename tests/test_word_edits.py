@@ -84,7 +84,7 @@ def test_a_pronunciation_from_the_users_clip(
                       controls=Controls(style_edits={"duck": 2.0}, pronunciations={"duck": vector}))  # fmt: skip
     assert np.array_equal(np.load(tmp_path / "cli.npz")["lips"], np.load(tmp_path / "api.npz")["lips"])
     for options, message in (
-        ([f"{clip}:duck=2"], "give the clip's transcript, or WORD@START-END"),
+        ([f"{clip}:duck=2"], "give the clip's transcript (--transcript), or WORD@START-END"),
         ([f"{clip}:goose=2", "--transcript", TEXT], "'goose' is not in the transcript"),
         ([f"{clip}:duck"], "use CLIP:WORD=BETA"),
         ([f"{clip}:duck@9-10=2"], "no frame of"),

@@ -205,6 +205,7 @@ def _set_style(pipeline: Any, controls: Any, args: argparse.Namespace) -> None:
 def generate_main(argv: Sequence[str]) -> int:
     """Run ``pctalk generate``; returns the exit status."""
     from pctalk.commands import _user_errors
+    from pctalk.control.ranges import check_range
     from pctalk.inference.pipeline import Controls, EmotionControl, TalkingFacePipeline
     from pctalk.inference.timeline import Timeline
     from pctalk.weights import MissingWeightsError
@@ -253,6 +254,16 @@ def generate_main(argv: Sequence[str]) -> int:
             pasteback=args.pasteback,
             window=args.window,
         )
+        edits_from = [_parse_edit_from(item) for item in args.style_edit_from]  # before loading anything
+        for name, span, beta, clip in edits_from:
+            check_range("beta", beta, f"--style-edit-from {clip}:{name}")
+            if span is None and not args.transcript:
+                raise ValueError(f"--style-edit-from {clip}:{name}: say where {name!r} is spoken in {clip}: give the "
+                                 f"clip's transcript (--transcript), or WORD@START-END")  # fmt: skip
+        if args.style_from and not args.style_encoder:
+            raise ValueError(
+                "--style-from needs --style-encoder FILE (train one: pctalk fit -c experiments/lac/style_encoder.yaml)"
+            )
         needs_weights = (args.out or args.emotion_from_image or args.emotion_from_video or args.style_from
                          or args.style_edit_from)  # fmt: skip
         if needs_weights and not args.weights:
@@ -270,8 +281,7 @@ def generate_main(argv: Sequence[str]) -> int:
             audio_precision=args.audio_precision,
         )
         _set_style(pipeline, controls, args)
-        for item in args.style_edit_from:
-            name, span, beta, clip = _parse_edit_from(item)
+        for name, span, beta, clip in edits_from:
             controls.pronunciations[name] = pipeline.pronunciation_from_clip(clip, name, args.transcript, span)
             controls.style_edits[name] = beta
         controls.__post_init__()

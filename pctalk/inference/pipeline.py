@@ -397,11 +397,11 @@ class TalkingFacePipeline:
             ValueError: neither a transcript nor a span, ``word`` not in the transcript, or no frames in the span.
         """
         from pctalk.control.lip import pronunciation_vector
+        from pctalk.media import VideoReader
 
-        face = self.load_source(clip)
-        if not face.is_video:
-            raise ValueError(f"{face.path}: a pronunciation comes from a video of someone speaking, not an image")
-        n = len(face.frames)
+        if Path(clip).suffix.lower() in IMAGE_EXTS:
+            raise ValueError(f"{clip}: a pronunciation comes from a video of someone speaking, not an image")
+        n = len(VideoReader(clip))  # the frames' times first: a word that is not there fails before any cropping
         if span is not None:
             spans = [span]
         elif transcript:
@@ -418,6 +418,7 @@ class TalkingFacePipeline:
         frames = [i for i in range(n) if any(a <= times[i] < b for a, b in spans)]
         if not frames:
             raise ValueError(f"no frame of {clip} lies in {spans} s (the clip is {n / 25:.2f} s long)")
+        face = self.load_source(clip)
         m = face.motion
         lips = m.scale[:, :, None] * m.exp[:, list(LIPS)]  # (T, 6, 3)
         vector = pronunciation_vector(lips - lips.median(dim=0).values, frames)
