@@ -180,11 +180,7 @@ def _set_style(pipeline: Any, controls: Any, args: argparse.Namespace) -> None:
         controls.style_id = info.style_id(args.style)
     base: Any = controls.style_id
     if args.style_from:
-        if not args.style_encoder:
-            raise ValueError(
-                "--style-from needs --style-encoder FILE (train one: pctalk fit -c experiments/lac/style_encoder.yaml)"
-            )
-        from pctalk.checkpoints.style_encoder import load_style_encoder
+        from pctalk.checkpoints.style_encoder import load_style_encoder  # (generate_main checked --style-encoder)
 
         encoder, _ = load_style_encoder(args.style_encoder)
         base = pipeline.style_code_from_clip(encoder, args.style_from)
