@@ -143,3 +143,25 @@ def release(tmp_path: Path, seeded: int) -> Path:
     torch.nn.init.normal_(emotion.decoder.vertice_map_r.weight, std=0.05)
     save_release(EMCStage(emotion, encoder), folder)
     return folder
+
+
+@pytest.fixture
+def pipeline(release: Path, liveportrait_weights: Path):
+    """The inference pipeline on the tiny release and tiny LivePortrait (OpenCV cropper: no landmarks)."""
+    from pctalk.inference import TalkingFacePipeline
+
+    return TalkingFacePipeline.from_checkpoints(
+        release / "lac.pth", release / "emc.pth", weights=liveportrait_weights, cropper="opencv",
+        liveportrait_size="tiny", progress=False,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def astronaut_path(tmp_path: Path) -> Path:
+    """scikit-image's astronaut photo as a PNG."""
+    import cv2
+    from skimage import data
+
+    path = tmp_path / "astronaut.png"
+    cv2.imwrite(str(path), data.astronaut()[..., ::-1])
+    return path

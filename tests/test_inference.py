@@ -139,21 +139,6 @@ def test_emotion_control_parsing() -> None:
 # -- the pipeline with tiny models ------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def pipeline(release: Path, liveportrait_weights: Path) -> TalkingFacePipeline:
-    return TalkingFacePipeline.from_checkpoints(
-        release / "lac.pth", release / "emc.pth", weights=liveportrait_weights, cropper="opencv",
-        liveportrait_size="tiny", progress=False,
-    )  # fmt: skip
-
-
-@pytest.fixture
-def astronaut_path(tmp_path: Path) -> Path:
-    path = tmp_path / "astronaut.png"
-    cv2.imwrite(str(path), data.astronaut()[..., ::-1])
-    return path
-
-
 def test_generate_end_to_end(pipeline: TalkingFacePipeline, astronaut_path: Path, tmp_path: Path) -> None:
     wav = speech("The duck ate too many bees.")
     out = tmp_path / "out.mp4"

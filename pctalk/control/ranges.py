@@ -9,6 +9,11 @@ emotion ``intensity``    0 .. 2          0: no emotion; 0.5: the paper's default
 ``loudness_gain``        0 .. 0.1        lip scale change per dB above the reference; 0: loudness has no effect
 ``loudness_reference``   -90 .. 0        dBFS that keeps the lips as predicted (default -20)
 ``loudness_bounds``      0 .. 3          the lowest and highest per-frame scale (default 0.7 .. 1.4)
+``blink``                0 .. 1          eye closure: 0 the source's eyes, 1 closed
+``gaze_x``               -30 .. 30       horizontal gaze (LivePortrait's eyeball-direction slider), right positive
+``gaze_y``               -63 .. 63       vertical gaze (LivePortrait's slider), up positive
+``pose_angle``           -45 .. 45       degrees of pitch, yaw or roll added to the source's pose
+``pose_shift``           -0.5 .. 0.5     translation (x, y) added to the source's, in LivePortrait's units
 =======================  ==============  =======================================================================
 
 Values must be finite; outside the range the motion leaves what LivePortrait can render (a NaN gives a black face).
@@ -28,6 +33,11 @@ RANGES: dict[str, tuple[float, float]] = {
     "loudness_gain": (0.0, 0.1),
     "loudness_reference": (-90.0, 0.0),
     "loudness_bounds": (0.0, 3.0),
+    "blink": (0.0, 1.0),
+    "gaze_x": (-30.0, 30.0),
+    "gaze_y": (-63.0, 63.0),
+    "pose_angle": (-45.0, 45.0),
+    "pose_shift": (-0.5, 0.5),
 }
 
 

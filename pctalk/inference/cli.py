@@ -110,10 +110,26 @@ def _parser() -> argparse.ArgumentParser:
     emotion.add_argument("--emotion-from-text", help="a sentence whose emotion to use")
     emotion.add_argument("--emotion-from-image", help="a face image whose expression to use")
     emotion.add_argument("--emotion-from-video", help="a face video whose expression to use")
+    head = p.add_argument_group(
+        "head and eyes",
+        "each of --pose, --blink and --gaze: source (the source's own: an image's held still), video:PATH (a driving "
+        "video's), template (built-in natural motion; --pose template:FILE.npz too) or timeline (its tracks in "
+        "--controls: pose:pitch|yaw|roll|x|y, blink, gaze:x|y)",
+    )
+    head.add_argument("--pose", metavar="CHANNEL", help="head pose (default: template for an image, else source)")
+    head.add_argument(
+        "--blink", metavar="CHANNEL", help="blinks (default: template, natural blink timing, for an image; else source)"
+    )
+    head.add_argument("--gaze", metavar="CHANNEL", help="eye gaze (default: source)")
+    head.add_argument("--pose-template", default="builtin",
+                      help="without --pose, head motion for image sources: builtin, a .npz, or static (its own "
+                      "pose)")  # fmt: skip
+    head.add_argument("--template-seed", type=int, default=0, help="seed of the built-in pose, blink and gaze motion")
+    head.add_argument("--eye-retargeting", action=argparse.BooleanOptionalAction, default=True,
+                      help="blink through LivePortrait's eye retargeting MLP when its stitching file is there and the "
+                      "cropper gives LivePortrait's landmarks (else the lid keypoints move)")  # fmt: skip
     other = p.add_argument_group("other")
     other.add_argument("--controls", help="timeline.json keyframing any control over time")
-    other.add_argument("--pose-template", default="builtin",
-                       help="head motion for image sources: builtin, a .npz, or static (its own pose)")  # fmt: skip
     other.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=True, help="Kalman-smooth the lips")
     other.add_argument("--smooth-emotion", action="store_true", help="Kalman-smooth the emotional deformation too")
     other.add_argument("--refine", action=argparse.BooleanOptionalAction, default=True,
@@ -202,6 +218,7 @@ def generate_main(argv: Sequence[str]) -> int:
     """Run ``pctalk generate``; returns the exit status."""
     from pctalk.commands import _user_errors
     from pctalk.control.ranges import check_range
+    from pctalk.inference.channels import Channel
     from pctalk.inference.pipeline import Controls, EmotionControl, TalkingFacePipeline
     from pctalk.inference.timeline import Timeline
     from pctalk.weights import MissingWeightsError
@@ -247,10 +264,18 @@ def generate_main(argv: Sequence[str]) -> int:
             refine=args.refine,
             refine_after_emotion=args.refine_after_emotion,
             pose_template=args.pose_template,
+            pose=args.pose,
+            blink=args.blink,
+            gaze=args.gaze,
+            template_seed=args.template_seed,
+            eye_retargeting=args.eye_retargeting,
             pasteback=args.pasteback,
             window=args.window,
         )
         edits_from = [_parse_edit_from(item) for item in args.style_edit_from]  # before loading anything
+        for name in ("pose", "blink", "gaze"):
+            if getattr(args, name) is not None:
+                Channel.parse(getattr(args, name), name).check(name)
         for name, span, beta, clip in edits_from:
             check_range("beta", beta, f"--style-edit-from {clip}:{name}")
             if span is None and not args.transcript:
@@ -260,10 +285,12 @@ def generate_main(argv: Sequence[str]) -> int:
             raise ValueError(
                 "--style-from needs --style-encoder FILE (train one: pctalk fit -c experiments/lac/style_encoder.yaml)"
             )
+        driving = [n for n in ("pose", "blink", "gaze") if str(getattr(args, n)).startswith("video:")]
         needs_weights = (args.out or args.emotion_from_image or args.emotion_from_video or args.style_from
-                         or args.style_edit_from)  # fmt: skip
+                         or args.style_edit_from or driving)  # fmt: skip
         if needs_weights and not args.weights:
-            raise ValueError("rendering needs LivePortrait's weights: give --weights (see `pctalk weights check`)")
+            why = f"--{driving[0]} video" if driving and not args.out else "rendering"
+            raise ValueError(f"{why} needs LivePortrait's weights: give --weights (see `pctalk weights check`)")
         pipeline = TalkingFacePipeline.from_checkpoints(
             args.lac,
             args.emc,

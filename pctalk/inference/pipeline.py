@@ -3,8 +3,8 @@
 Motion stage (no renderer needed), in the paper's and the official release's order: audio features -> LAC lip
 deformation over overlapping windows, each refined by the lip refiner -> Kalman smoothing -> lip controls (scale,
 loudness, style edits) -> written back into the source expression -> EMC pure emotions composed per region -> the
-driven keypoints. Pose comes from the source video (ping-ponged) or from a pose template relative to the source
-image's pose.
+driven keypoints, with the pose, blink and gaze channels (:mod:`pctalk.inference.channels`): each from the source,
+a driving video, a template or the timeline.
 
 Render stage: stitching, LivePortrait's warping module and decoder, paste-back into the source frame, H.264 mp4
 with the audio muxed (written atomically).
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,15 +28,17 @@ from pctalk.audio.loudness import frame_loudness
 from pctalk.audio.mel import audio_windows, fit_to_frames, num_frames
 from pctalk.checkpoints import EMCStage, LACStage, load_emc_stage, load_lac_stage, to_device
 from pctalk.control.emotion import EmotionTerm, compose, pure_emotions, replace_region
+from pctalk.control.eyes import blink_delta, eye_open_ratio, eye_signals, gaze_delta, natural_blinks, natural_gaze
 from pctalk.control.lip import edit_style, loudness_factor, pronunciation, scale_lips
 from pctalk.control.ranges import check_range
 from pctalk.data.schema import EMOTIONS
+from pctalk.inference.channels import CHANNELS, Channel, resolve_channel
 from pctalk.inference.kalman import kalman_smooth
-from pctalk.inference.pose import load_template, ping_pong, relative_pose
+from pctalk.inference.pose import PoseTemplate, builtin_template, load_template, ping_pong, relative_pose
 from pctalk.inference.timeline import Timeline
 from pctalk.keypoints.crop import Crop, FaceCropper, FaceNotFoundError, paste_back
 from pctalk.keypoints.liveportrait import LivePortrait, Motion
-from pctalk.keypoints.regions import LIPS, region
+from pctalk.keypoints.regions import EYES, LIPS, region
 from pctalk.keypoints.transform import rotation_matrix, transform_keypoints
 from pctalk.models.windows import Window, predict_windows
 from pctalk.weights.io import atomic_write
@@ -123,8 +125,20 @@ class Controls:
     refine_after_emotion: bool = False
     """pctalk 0.1's order instead: refine the final lip keypoints after EMC (it can pull the lip scale back)."""
     pose_template: str = "builtin"
-    """Head motion for an image source: ``builtin``, an ``.npz`` template, or ``static`` (the image's own pose, as
-    the official release)."""
+    """Head motion for an image source when ``pose`` is not given: ``builtin``, an ``.npz`` template, or ``static``
+    (the image's own pose, as the official release)."""
+    pose: str | None = None
+    """The head-pose channel: ``source``, ``video:PATH``, ``template[:NAME]`` or ``timeline``
+    (:mod:`pctalk.inference.channels`); default: a template for an image, its own for a video."""
+    blink: str | None = None
+    """The blink channel (the same kinds); default: natural blink timing for an image, its own for a video."""
+    gaze: str | None = None
+    """The gaze channel (the same kinds); default: the source's own."""
+    template_seed: int = 0
+    """Seed of the built-in pose, blink and gaze templates."""
+    eye_retargeting: bool = True
+    """Blink through LivePortrait's eye retargeting MLP when its stitching file was loaded and the cropper found
+    LivePortrait's 203 landmarks (its eye-open ratio); else by the blink direction on the lid keypoints."""
     pasteback: bool = True
     window: int | None = None
     """Frames per prediction window (overlap: a fifth); default: each stage's own (the checkpoint's)."""
@@ -145,6 +159,9 @@ class Controls:
             check_range("beta", beta, f"--style-edit {word}")
         if self.window is not None and self.window < 2:
             raise ValueError(f"--window (window): {self.window} frames is too short; give at least 2")
+        for name in CHANNELS:
+            if getattr(self, name) is not None:
+                Channel.parse(getattr(self, name), name)
 
     def emotion_terms(self) -> list[EmotionControl]:
         """The emotion terms, with a default one (whole face, 0.5) for each cue given without a term."""
@@ -195,8 +212,12 @@ class DrivenMotion:
 
 @dataclass
 class SourceFrames:
-    """The source's motion per output frame, before LAC and EMC: ``kp``, ``exp (T, 21, 3)``, ``scale (T, 1)``,
-    ``R (T, 3, 3)``, ``t (T, 3)``, and which source frame each output frame renders from."""
+    """The source's motion per output frame, before LAC and EMC: ``kp``, ``exp (T, 21, 3)``, ``scale (T, 1)``, the
+    pose channel's ``R (T, 3, 3)`` and ``t (T, 3)``, which source frame each output frame renders from, and the eye
+    channels: ``closure (T,)`` (blink, 0 open .. 1 closed) and ``gaze (T, 2)``, ``None`` where the source's own;
+    the source's own pose ``source_R``, ``source_t`` (what the lip refiner's reference keypoints use, so that the pose
+    channel leaves the lips alone), its keypoints ``x_source (T, 21, 3)`` and eye-open ratios ``eye_ratios (T, 2)``
+    (from LivePortrait's 203 landmarks, else ``None``) for the eye retargeting MLP."""
 
     kp: torch.Tensor
     exp: torch.Tensor
@@ -204,6 +225,12 @@ class SourceFrames:
     R: torch.Tensor
     t: torch.Tensor
     index: np.ndarray
+    closure: torch.Tensor | None = None
+    gaze: torch.Tensor | None = None
+    x_source: torch.Tensor | None = None
+    eye_ratios: torch.Tensor | None = None
+    source_R: torch.Tensor | None = None
+    source_t: torch.Tensor | None = None
 
 
 def mix_styles(n_styles: int, base: int | Sequence[float], others: Sequence[tuple[int, float]]) -> tuple[float, ...]:
@@ -467,17 +494,103 @@ class TalkingFacePipeline:
         return None
 
     def frames(self, source: SourceFace, n: int, controls: Controls) -> SourceFrames:
-        """The source's motion for each of ``n`` output frames: a video's own frames (ping-ponged) and pose; an
-        image's, with the head pose of a template relative to it (or kept, ``pose_template="static"``)."""
+        """The source's motion for each of ``n`` output frames (a video's own frames, ping-ponged; an image's, held),
+        with the pose, blink and gaze of their channels (:mod:`pctalk.inference.channels`)."""
         count = len(source.motion.kp)
         index = ping_pong(np.arange(count), n) if source.is_video else np.zeros(n, dtype=np.int64)
         idx = torch.from_numpy(index).to(self.device)
         m = source.motion
-        if source.is_video or controls.pose_template == "static":
-            R, t = m.R[idx], m.t[idx]
+        timeline = controls.timeline or Timeline()
+        channels = {c: resolve_channel(c, getattr(controls, c), source.is_video, list(timeline.tracks),
+                                       controls.pose_template) for c in CHANNELS}  # fmt: skip
+        driving: dict[str, SourceFace] = {}
+
+        def video(channel: str) -> SourceFace:
+            path = channels[channel].arg
+            if path not in driving:
+                if self.liveportrait is None or self.cropper is None:
+                    raise ValueError(f"--{channel} video:{path} reads the video's motion with LivePortrait: give "
+                                     f"--weights")  # fmt: skip
+                driving[path] = self.load_source(path)
+                if not driving[path].is_video:
+                    raise ValueError(f"--{channel} video:{path} is an image; give a video of a face")
+            return driving[path]
+
+        R, t = self._pose(channels["pose"], m, idx, n, timeline, controls.template_seed, video)
+        closure, gaze = self._eyes(channels, n, timeline, controls.template_seed, video)
+        ratios = None
+        if closure is not None and all(c is not None and c.landmarks is not None and len(c.landmarks) == 203
+                                       for c in source.crops):  # fmt: skip
+            ratios = torch.tensor(np.stack([eye_open_ratio(c.landmarks) for c in source.crops]), dtype=torch.float32)
+            ratios = ratios.to(self.device)[idx]
+        x_source = m.keypoints()[idx]
+        return SourceFrames(m.kp[idx], m.exp[idx].clone(), m.scale[idx], R, t, index, closure, gaze, x_source, ratios,
+                            m.R[idx], m.t[idx])  # fmt: skip
+
+    def _pose(
+        self,
+        channel: Channel,
+        m: Motion,
+        idx: torch.Tensor,
+        n: int,
+        timeline: Timeline,
+        seed: int,
+        video: Callable[[str], SourceFace],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``R (n, 3, 3)`` and ``t (n, 3)`` of the pose channel."""
+        if channel.kind == "source":
+            return m.R[idx], m.t[idx]
+        if channel.kind == "timeline":
+            values = {k: timeline.values(f"pose:{k}", n) for k in ("pitch", "yaw", "roll", "x", "y")}
+            values = {k: np.zeros(n, np.float32) if v is None else v for k, v in values.items()}
+            shift = np.stack([values["x"], values["y"], np.zeros(n, np.float32)], axis=1)
+            offsets = PoseTemplate(values["pitch"], values["yaw"], values["roll"], shift, name="timeline")
+            return relative_pose(offsets, m.R[idx], m.t[idx], relative=False)
+        if channel.kind == "video":
+            d = video("pose").motion
+            arrays = [v.detach().cpu().numpy().reshape(len(d.kp), -1) for v in (d.pitch, d.yaw, d.roll, d.t)]
+            template = PoseTemplate(arrays[0][:, 0], arrays[1][:, 0], arrays[2][:, 0], arrays[3], name="video")
         else:
-            R, t = relative_pose(load_template(controls.pose_template).extended(n), m.R[0], m.t[0])
-        return SourceFrames(m.kp[idx], m.exp[idx].clone(), m.scale[idx], R, t, index)
+            template = builtin_template(seed=seed) if channel.arg == "builtin" else load_template(channel.arg)
+        return relative_pose(template.extended(n), m.R[0], m.t[0])
+
+    def _eyes(
+        self,
+        channels: dict[str, Channel],
+        n: int,
+        timeline: Timeline,
+        seed: int,
+        video: Callable[[str], SourceFace],
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The blink channel's closure ``(n,)`` and the gaze channel's ``(n, 2)``; ``None`` for the source's own."""
+
+        def stretched(values: torch.Tensor) -> torch.Tensor:
+            return ping_pong(values, n).to(self.device)
+
+        closure = gaze = None
+        blink = channels["blink"]
+        if blink.kind == "template":
+            closure = torch.from_numpy(natural_blinks(n, seed=seed)).to(self.device)
+        elif blink.kind == "timeline":
+            closure = torch.from_numpy(timeline.values("blink", n)).to(self.device)
+        elif blink.kind == "video":
+            d = video("blink")
+            if all(c is not None and c.landmarks is not None for c in d.crops):  # the lids' own opening
+                ratio = torch.tensor([eye_open_ratio(c.landmarks).mean() for c in d.crops], dtype=torch.float32)
+                opened = torch.quantile(ratio, 0.9) if len(ratio) > 1 else ratio.max()
+                closure = stretched((1 - ratio / opened.clamp_min(1e-6)).clamp(0, 1))
+            else:
+                closure = stretched(eye_signals(d.motion.exp)[0].cpu())
+        look = channels["gaze"]
+        if look.kind == "template":
+            gaze = torch.from_numpy(natural_gaze(n, seed=seed)).to(self.device)
+        elif look.kind == "timeline":
+            axes = [timeline.values(f"gaze:{a}", n) for a in "xy"]
+            gaze = torch.from_numpy(np.stack([np.zeros(n, np.float32) if v is None else v for v in axes], 1))
+            gaze = gaze.to(self.device)
+        elif look.kind == "video":
+            gaze = stretched(eye_signals(video("gaze").motion.exp)[1].cpu())
+        return closure, gaze
 
     def motion(self, wav: torch.Tensor, source: SourceFace, controls: Controls | None = None) -> DrivenMotion:
         """The driven motion for 16 kHz speech ``wav (N,)`` and ``source`` under ``controls``."""
@@ -523,9 +636,11 @@ class TalkingFacePipeline:
         idx = list(info.keypoints)
         style = self._style(lac.predictor.n_styles, controls.style_id, controls.style_code)
         refine = controls.refine and lac.refiner is not None and not controls.refine_after_emotion
-        if refine:
+        if refine:  # the frames' undeformed keypoints in the source's own pose: the pose channel leaves the lips alone
             zero = torch.zeros_like(frames.exp)
-            ref = transform_keypoints(frames.kp, frames.R, zero, frames.scale, frames.t)[:, idx].reshape(1, n, -1)
+            own_R = frames.R if frames.source_R is None else frames.source_R
+            own_t = frames.t if frames.source_t is None else frames.source_t
+            ref = transform_keypoints(frames.kp, own_R, zero, frames.scale, own_t)[:, idx].reshape(1, n, -1)
 
         def predict(audio: torch.Tensor, warm: torch.Tensor | None, w: Window) -> torch.Tensor:
             D = lac.predictor.generate(audio, style, warm)
@@ -559,7 +674,15 @@ class TalkingFacePipeline:
         exp, scale = frames.exp.clone(), frames.scale
         exp[:, idx] = D / scale[:, :, None]  # write back: exp[kp] = D / s
         exp = self._emotions(exp, scale, feat if emc_feat is None else emc_feat, controls, timeline)
+        eyes = list(EYES)  # the eye channels move these keypoints only
+        if frames.gaze is not None:
+            exp[:, eyes] += gaze_delta(frames.gaze[:, 0], frames.gaze[:, 1])[:, eyes]
+        retarget = frames.closure is not None and self._retargets_eyes(frames, controls)
+        if frames.closure is not None and not retarget:
+            exp[:, eyes] += blink_delta(frames.closure)[:, eyes]
         keypoints = transform_keypoints(frames.kp, frames.R, exp, scale, frames.t)
+        if retarget:
+            keypoints[:, eyes] += self._eye_retargeting(frames)[:, eyes]
         if controls.refine_after_emotion and controls.refine and lac.refiner is not None:
             with torch.no_grad():  # pctalk 0.1's order, kept as an option: it can pull the lip scale back
                 refined = lac.refiner(keypoints[:, list(LIPS)].reshape(1, n, -1), feat).view(n, len(LIPS), 3)
@@ -569,6 +692,22 @@ class TalkingFacePipeline:
             exp[:, list(LIPS)] = (refined - shift) / scale[:, :, None] - (frames.kp @ frames.R)[:, list(LIPS)]
         lips = exp[:, list(LIPS)] * scale[:, :, None]
         return DrivenMotion(exp, frames.R, frames.t, scale, keypoints, lips, frames.index)
+
+    def _retargets_eyes(self, frames: SourceFrames, controls: Controls) -> bool:
+        lp = self.liveportrait
+        return controls.eye_retargeting and lp is not None and lp.has_stitching and frames.eye_ratios is not None
+
+    def _eye_retargeting(self, frames: SourceFrames) -> torch.Tensor:
+        """LivePortrait's eye retargeting for the blink closures: the MLP's deltas ``(T, 21, 3)`` at the target ratio
+        ``open · (1 − closure)`` (``open`` the source's mean eye-open ratio) minus those at ``open``, so that open
+        eyes (closure 0) leave the keypoints exactly as they are."""
+        ratios = frames.eye_ratios
+        opened = ratios.mean(dim=1, keepdim=True)
+        target = opened * (1 - frames.closure[:, None])
+        with torch.no_grad():
+            closed = self.liveportrait.retarget_eyes(frames.x_source, torch.cat([ratios, target], dim=1))
+            still = self.liveportrait.retarget_eyes(frames.x_source, torch.cat([ratios, opened], dim=1))
+        return closed - still
 
     def _terms(self, controls: Controls, timeline: Timeline) -> list[EmotionControl]:
         """The emotion terms: the controls' and those only the timeline names (at intensity 0 where not keyed)."""

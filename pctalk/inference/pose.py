@@ -88,10 +88,16 @@ def load_template(name_or_path: str | os.PathLike[str]) -> PoseTemplate:
 
 
 def relative_pose(
-    template: PoseTemplate, source_R: torch.Tensor, source_t: torch.Tensor
+    template: PoseTemplate, source_R: torch.Tensor, source_t: torch.Tensor, relative: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Apply the template's motion relative to its first frame to the source's pose, as LivePortrait's relative mode:
-    ``R_i = R_tpl_i @ R_tpl_0^T @ R_src`` and ``t_i = t_src + t_tpl_i - t_tpl_0`` (t_z kept at the source's).
+    ``R_i = R_tpl_i @ R_tpl_0^T @ R_src`` and ``t_i = t_src + t_tpl_i - t_tpl_0`` (t_z kept at the source's). With
+    ``relative=False`` the template's values are offsets from the source's pose themselves (``R_tpl_0`` and
+    ``t_tpl_0`` taken as zero): a timeline's keyframes.
+
+    Args:
+        source_R: ``(3, 3)``, or ``(T, 3, 3)`` one per frame (a video's).
+        source_t: ``(3,)``, or ``(T, 3)``.
 
     Returns:
         ``R (T, 3, 3)`` and ``t (T, 3)``.
@@ -101,8 +107,10 @@ def relative_pose(
         torch.from_numpy(np.asarray(getattr(template, k), np.float32)).to(device) for k in ("pitch", "yaw", "roll")
     ]
     r = rotation_matrix(*angles)
-    rotations = r @ r[:1].transpose(1, 2) @ source_R.reshape(1, 3, 3)
+    if relative:
+        r = r @ r[:1].transpose(1, 2)
+    rotations = r @ source_R.reshape(-1, 3, 3)
     t = torch.from_numpy(np.asarray(template.t, np.float32)).to(device)
-    shift = t - t[:1]
+    shift = t - t[:1] if relative else t.clone()
     shift[:, 2] = 0
-    return rotations, torch.as_tensor(source_t, dtype=source_R.dtype, device=device).reshape(1, 3) + shift
+    return rotations, torch.as_tensor(source_t, dtype=source_R.dtype, device=device).reshape(-1, 3) + shift

@@ -11,7 +11,9 @@
 Each track is ``[time in seconds, value]`` keyframes; between keyframes the value is interpolated linearly, before
 the first and after the last it holds. Control names: ``lip_scale``, ``loudness_gain`` (the loudness-driven lip
 scale's gain per dB; the track turns that scale on), ``style_edit:<pronunciation>`` (the beta of a built-in
-pronunciation vector), and ``emotion:<emotion or source>:<region>`` (an intensity).
+pronunciation vector), ``emotion:<emotion or source>:<region>`` (an intensity), and the pose, blink and gaze
+channels' tracks (:mod:`pctalk.inference.channels`): ``pose:pitch``, ``pose:yaw``, ``pose:roll`` (degrees added to the
+source's pose), ``pose:x``, ``pose:y`` (translation), ``blink`` (0 open .. 1 closed), ``gaze:x``, ``gaze:y``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,13 @@ from pctalk.control.ranges import check_range
 
 __all__ = ["Timeline"]
 
-_NAMES = re.compile(r"lip_scale|loudness_gain|style_edit:[a-z]+|emotion:[a-z_]+:[a-z_]+")
+_NAMES = re.compile(
+    r"lip_scale|loudness_gain|style_edit:[a-z]+|emotion:[a-z_]+:[a-z_]+|blink|gaze:[xy]|pose:(pitch|yaw|roll|x|y)"
+)
+#: the range (pctalk.control.ranges) of each channel track
+_CHANNEL_RANGES = {"blink": "blink", "gaze:x": "gaze_x", "gaze:y": "gaze_y", "pose:x": "pose_shift",
+                   "pose:y": "pose_shift", "pose:pitch": "pose_angle", "pose:yaw": "pose_angle",
+                   "pose:roll": "pose_angle"}  # fmt: skip
 
 
 def _is_keyframe(k: object) -> bool:
@@ -68,7 +76,8 @@ class Timeline:
             if not _NAMES.fullmatch(name):
                 raise ValueError(
                     f"unknown control {name!r} in the timeline; use lip_scale, loudness_gain, "
-                    f"style_edit:<pronunciation> or emotion:<emotion or source>:<region>"
+                    f"style_edit:<pronunciation>, emotion:<emotion or source>:<region>, blink, gaze:x, gaze:y or "
+                    f"pose:pitch|yaw|roll|x|y"
                 )
             _check_names(name)
             if not isinstance(keys, (list, tuple)) or not keys or any(not _is_keyframe(k) for k in keys):
@@ -80,8 +89,8 @@ class Timeline:
             times = [t for t, _ in track]
             if not all(math.isfinite(t) and t >= 0 for t in times):
                 raise ValueError(f"timeline control {name!r}: keyframe times must be finite seconds >= 0, got {times}")
-            kind = (name if name in ("lip_scale", "loudness_gain") else
-                    "beta" if name.startswith("style_edit:") else "intensity")  # fmt: skip
+            kind = (name if name in ("lip_scale", "loudness_gain") else _CHANNEL_RANGES.get(name) or
+                    ("beta" if name.startswith("style_edit:") else "intensity"))  # fmt: skip
             check_range(kind, [v for _, v in track], f"timeline control {name!r}")
             self.tracks[name] = track
 

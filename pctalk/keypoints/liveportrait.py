@@ -221,6 +221,20 @@ class LivePortrait(nn.Module):
         shift[..., :2] = delta[:, 3 * k : 3 * k + 2].reshape(b, 1, 2)
         return x_driven + delta[:, : 3 * k].reshape(b, k, 3) + shift
 
+    def retarget_eyes(self, x_source: torch.Tensor, eye_ratios: torch.Tensor) -> torch.Tensor:
+        """LivePortrait's eye retargeting: the eye MLP's keypoint deltas ``(B, 21, 3)`` (to add to the driven
+        keypoints) for source keypoints ``x_source (B, 21, 3)`` and ``eye_ratios (B, 3)``: the source's left and
+        right eye-open ratios and the target ratio (:func:`pctalk.control.eyes.eye_open_ratio`), in its input order
+        ``[x_source (63), ratios (3)]``. Zeros when the model was loaded without its stitching file."""
+        _check_keypoints(x_source, self.config.num_kp, "x_source")
+        b, k = x_source.shape[:2]
+        if eye_ratios.shape != (b, 3):
+            raise ValueError(f"eye_ratios must be (B, 3) = (left, right, target), got {tuple(eye_ratios.shape)}")
+        if not self.has_stitching:
+            return torch.zeros_like(x_source)
+        delta = self.stitching.eye(torch.cat([x_source.reshape(b, -1), eye_ratios.to(x_source)], dim=1))
+        return delta.reshape(b, k, 3)
+
 
 def build_liveportrait(config: LivePortraitConfig | None = None) -> LivePortrait:
     """A LivePortrait with freshly initialised (random) weights."""
