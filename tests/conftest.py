@@ -33,6 +33,16 @@ def offline_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def tiny_fit(config: str, corpus: Path, run: Path) -> Path:
+    """``pctalk fit -c tests/conf/CONFIG`` on ``corpus`` into ``run``, in process; returns its one checkpoint."""
+    from pctalk.cli import main
+
+    assert main(["fit", "-c", str(CONF / config), f"--data.init_args.root={corpus}",
+                 f"--trainer.default_root_dir={run}"]) == 0  # fmt: skip
+    (ckpt,) = run.glob("checkpoints/*.ckpt")
+    return ckpt
+
+
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WANDB_MODE", "disabled")

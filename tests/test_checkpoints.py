@@ -12,7 +12,7 @@ import official_layout as official
 import pytest
 import torch
 
-from conftest import CONF
+from conftest import tiny_fit
 from pctalk.audio.encoder import AudioEncoder
 from pctalk.checkpoints import (
     FORMAT_VERSION,
@@ -137,11 +137,7 @@ def test_motion_equals_the_official_release(release_files: Path) -> None:
 @pytest.fixture(scope="module")
 def trained_lac(tmp_path_factory: pytest.TempPathFactory, synthetic_corpus: Path) -> Path:
     """A LAC checkpoint of `pctalk fit` on the synthetic corpus (two training identities)."""
-    run = tmp_path_factory.mktemp("run")
-    assert main(["fit", "-c", str(CONF / "expression_tiny.yaml"), f"--data.init_args.root={synthetic_corpus}",
-                 f"--trainer.default_root_dir={run}"]) == 0  # fmt: skip
-    (ckpt,) = run.glob("checkpoints/*.ckpt")
-    return ckpt
+    return tiny_fit("expression_tiny.yaml", synthetic_corpus, tmp_path_factory.mktemp("run"))
 
 
 def test_a_pctalk_trained_lac_round_trips_through_the_official_layout(tmp_path: Path, trained_lac: Path) -> None:

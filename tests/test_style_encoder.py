@@ -10,7 +10,7 @@ import pytest
 import torch
 import webdataset as wds
 
-from conftest import CONF
+from conftest import tiny_fit
 from pctalk.checkpoints import load_lac_stage
 from pctalk.checkpoints.style_encoder import load_style_encoder
 from pctalk.cli import main
@@ -26,11 +26,7 @@ from raw_media import talking_video
 
 @pytest.fixture(scope="module")
 def style_encoder(tmp_path_factory: pytest.TempPathFactory, synthetic_corpus: Path) -> Path:
-    run = tmp_path_factory.mktemp("style_run")
-    assert main(["fit", "-c", str(CONF / "style_encoder_tiny.yaml"), f"--data.init_args.root={synthetic_corpus}",
-                 f"--trainer.default_root_dir={run}"]) == 0  # fmt: skip
-    (ckpt,) = run.glob("checkpoints/*.ckpt")
-    return ckpt
+    return tiny_fit("style_encoder_tiny.yaml", synthetic_corpus, tmp_path_factory.mktemp("style_run"))
 
 
 def _clips(root: Path, split: str) -> list:
