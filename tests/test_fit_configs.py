@@ -101,7 +101,7 @@ def test_the_paper_configs_run_at_debug_sizes(in_workdir: Path, synthetic_corpus
         "--model.init_args.n_styles=2", "--trainer.max_steps=2")  # fmt: skip
     assert load_lac_stage("runs/ablation/all_keypoints/checkpoints/last.ckpt").info.target == "all"
     refiner = [*CPU, f"--data.init_args.root={synthetic_corpus}", "--model.init_args.liveportrait_size=tiny",
-               "--trainer.max_steps=2"]  # fmt: skip
+               "--trainer.max_steps=2", "--trainer.precision=32-true"]  # fmt: skip  # tiny 3-D convs: no CPU bf16
     fit("-c", str(lac / "refiner.yaml"), *refiner)
     assert load_lac_stage("runs/lac_refiner/checkpoints/last.ckpt").refiner is not None
     fit("-c", str(lac / "refiner.yaml"), "-c", str(lac / "ablation" / "refiner_no_augmentation.yaml"), *refiner)
@@ -186,7 +186,7 @@ def test_every_task_and_configuration_trains_under_two_process_ddp(workdir: Path
         "expression_features": ["-c", str(lac / "expression.yaml"), *small, *steps, *root("features", features)],
         "refiner": ["-c", str(lac / "refiner.yaml"), *steps, *root("refiner", f"{synthetic_corpus},{features}"),
                     f"--model.init_args.expression={out / 'expression/checkpoints/last.ckpt'}",
-                    "--model.init_args.liveportrait_size=tiny"],
+                    "--model.init_args.liveportrait_size=tiny", "--trainer.precision=32-true"],  # tiny 3-D convs
         "emotion_label": ["-c", str(emc / "emotion_debug.yaml"), "--model.init_args.sources=[label]",
                           "--data.init_args.extras=[]", *steps, *root("emotion_label")],
         "emotion_every_source": ["-c", str(emc / "emotion.yaml"), "-c", str(emc / "emotion_audio.yaml"), *small,

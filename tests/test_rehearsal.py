@@ -4,7 +4,7 @@ laid out as the shipped configs expect, on data in HDTF's and MEAD's real shapes
 ``pretrained_weights/`` holds random-weight networks in their original formats (tiny LivePortrait). The raw data:
 a mini HDTF (``<id>_<NNN>.mp4``, 384x216 landscape, the face off-centre and moving, 30 fps, AAC speech; one identity
 with a non-ASCII name) split by a published one-column test list, and a mini MEAD in its layout (video-only mp4s,
-m4a audio beside them, neutral level 1 and two emotions at levels 1 and 3) whose test identities are the paper's
+m4a audio beside them, neutral level 1 and an emotion at level 3) whose test identities are the paper's
 default. Then: ``pctalk-data build`` both -> ``pctalk fit`` every stage (expression predictor with lip keypoints and
 with all keypoints, lip refiner, EMC) for a few steps -> ``pctalk export`` -> ``pctalk generate`` from an image and
 from a portrait video -> ``pctalk-eval run`` with the shipped configs of Tables 1, 2 and 3.
@@ -35,7 +35,7 @@ EXPERIMENTS = REPO / "experiments"
 HDTF = {"RD_Radio34": 1, "WRA_JoséMaría": 1, "WDA_KamalaHarris": 1}  # the last: the published list's test identity
 MEAD_TRAIN = ("M012",)
 MEAD_TEST = ("M003", "W009")  # two of the paper's MEAD test identities, with fewer clips (a shorter rehearsal)
-MEAD_TEST_CLIPS = (("neutral", 1), ("happy", 3), ("angry", 1))
+MEAD_TEST_CLIPS = (("neutral", 1), ("happy", 3))
 SHORT = ("The boat floats well.", "Bees hum all day.", "Clouds drift by slowly.")  # about 1.3 s each
 #: a paper config on this CPU: a few steps, small batches and sizes, no wandb
 CPU = ["--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.strategy=auto",
@@ -43,6 +43,8 @@ CPU = ["--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.strategy=a
        "--trainer.max_steps=2", "--trainer.limit_val_batches=1", "--trainer.max_time=null",
        "--trainer.val_check_interval=1.0", "--trainer.check_val_every_n_epoch=1", "--data.init_args.num_workers=0",
        "--data.init_args.batch_size=2", "--data.init_args.samples_per_epoch=4"]  # fmt: skip
+#: the renders of the tiny LivePortrait: its 3-D convolutions have no fast bf16 kernel on CPUs (about 50x slower)
+FP32 = ["--trainer.precision=32-true"]
 SMALL = ["--model.init_args.predictor.d_model=32", "--model.init_args.predictor.ff_dim=64",
          "--data.init_args.window=20"]  # fmt: skip
 
@@ -87,7 +89,7 @@ def test_build_fit_export_generate_and_every_table(user: Path) -> None:
     mead_pieces, _ = read_test_list("data/shards/mead/test_clips.json")
     assert {p.identity for p in hdtf_pieces} == {"WDA_KamalaHarris"} and len(hdtf_pieces) == 2  # 1.2 s pieces
     assert [p.n_frames for p in hdtf_pieces] == [30, 30] and [p.start_frame for p in hdtf_pieces] == [0, 30]
-    assert {p.identity for p in mead_pieces} == set(MEAD_TEST) and len(mead_pieces) == 6  # the paper's test ids
+    assert {p.identity for p in mead_pieces} == set(MEAD_TEST) and len(mead_pieces) == 4  # the paper's test ids
     assert all(p.audio and p.audio.endswith(".m4a") for p in mead_pieces)
 
     # -- training: every stage, a few steps each -------------------------------------------------------------------
@@ -96,7 +98,7 @@ def test_build_fit_export_generate_and_every_table(user: Path) -> None:
     _ok(pctalk(["fit", "-c", str(lac / "expression.yaml"), "-c", str(lac / "ablation/all_keypoints.yaml"), *CPU,
                 *SMALL, "--model.init_args.n_styles=2"]))  # fmt: skip
     _ok(pctalk(["fit", "-c", str(lac / "refiner.yaml"), "-c", str(lac / "ablation/refiner_no_augmentation.yaml"),
-                *CPU, "--model.init_args.liveportrait_size=tiny"]))  # fmt: skip
+                *CPU, "--model.init_args.liveportrait_size=tiny", *FP32]))  # fmt: skip
     _ok(pctalk(["fit", "-c", str(emc / "emotion.yaml"), *CPU, *SMALL, "--model.init_args.n_styles=1"]))
 
     # -- export under the names the eval configs use ------------------------------------------------------------
