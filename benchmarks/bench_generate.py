@@ -57,6 +57,25 @@ def main() -> None:
             f"motion stage ({precision} audio), LAC + refiner only:                         {n / seconds:5.0f} frames/s"
         )
 
+    pipeline = pipelines["fp32"]
+    for chunk_ms in (40, 200, 640):  # streaming: audio pushed as it would arrive, motion blocks out
+        step = 16 * chunk_ms
+        for _ in range(2):  # the second run is timed (the first warms the allocator)
+            engine = pipeline.motion_stream(source, Controls(causal_smoothing=True))
+            pushes, first, start = [], None, time.perf_counter()
+            for i in range(0, len(wav), step):
+                t0 = time.perf_counter()
+                blocks = engine.push(wav[i : i + step])
+                pushes.append(time.perf_counter() - t0)
+                if blocks and first is None:  # audio time until the block's audio came + its compute
+                    first = (i + step) / 16000 + pushes[-1]
+            engine.close()
+            total = time.perf_counter() - start
+        print(f"streaming, {chunk_ms:3d} ms chunks, LAC + refiner: first frame after {1000 * first:5.0f} ms, "
+              f"per chunk median {1000 * float(np.median(pushes)):5.1f} ms / max {1000 * max(pushes):5.0f} ms, "
+              f"real-time factor {total / (len(wav) / 16000):.3f}")  # fmt: skip
+    if args.render_frames == 0:
+        return
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     lp = build_liveportrait().to(device)
     images = torch.rand(1, 3, 256, 256, device=device)

@@ -7,6 +7,11 @@ does not depend on them.
     python benchmarks/bench_liveportrait.py                        # fp32, batch 1 and 8
     python benchmarks/bench_liveportrait.py --precision bf16 --channels-last --compile
     python benchmarks/bench_liveportrait.py --reference /path/to/LivePortrait   # also time the public code
+    python benchmarks/bench_liveportrait.py --stage render --backend torch onnx compile --reference /path/to/LP
+
+``--backend`` times each of pctalk's backends (:mod:`pctalk.keypoints.backends`) side by side, with the ratio to the
+public code's time when ``--reference`` is given (the ONNX export at the official sizes is made once, into
+``--onnx-dir``).
 
 ``--reference`` takes a checkout of KwaiVGI/LivePortrait (not part of pctalk) and times its modules on the same
 inputs and weights, for the "no slower than the public implementation" check.
@@ -18,6 +23,7 @@ import argparse
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import torch
 
@@ -66,7 +72,7 @@ def worker(args: argparse.Namespace) -> dict:
         feature = model.appearance(images)
         x_s = motion.keypoints()
         x_d = x_s + 0.01
-        if args.reference:
+        if args.public:
             m, f, w, g = _reference_modules(args.reference, model)
             fns = {
                 "motion": lambda: m(images),
@@ -75,6 +81,16 @@ def worker(args: argparse.Namespace) -> dict:
                 "stitch": lambda: model.stitch(x_s, x_d),
             }
         else:
+            if args.backend == "onnx":
+                from pctalk.keypoints.backends import export_onnx, use_backend
+
+                if not (Path(args.onnx_dir) / "manifest.json").is_file():
+                    export_onnx(model, args.onnx_dir)
+                use_backend(model.to(device), "onnx", args.onnx_dir)
+            elif args.backend == "compile":
+                from pctalk.keypoints.backends import use_backend
+
+                use_backend(model, "compile")
             render = model.warp_decode
             if args.compile:
                 compiled = torch.compile(lambda feat, a, c: model.warp_decode(feat, a, c))
@@ -100,28 +116,38 @@ def main() -> None:
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--compile", action="store_true", help="torch.compile the render")
     parser.add_argument("--reference", help="a KwaiVGI/LivePortrait checkout to time the public implementation")
+    parser.add_argument("--backend", nargs="+", default=["torch"], choices=("torch", "onnx", "compile"),
+                        help="pctalk backends to time, side by side")  # fmt: skip
+    parser.add_argument("--onnx-dir", default="/tmp/pctalk_bench_liveportrait_onnx")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--public", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        args.batch, args.stage = args.batch[0], args.stage[0]
+        args.batch, args.stage, args.backend = args.batch[0], args.stage[0], args.backend[0]
         print(json.dumps(worker(args)))
         return
     options = f"precision={args.precision} channels_last={args.channels_last} compile={args.compile}"
     print(f"machine: {machine()}")
-    print(f"LivePortrait official sizes, {options}{', PUBLIC CODE' if args.reference else ''}")
-    print(f"{'stage':<12}{'batch':>6}{'ms/frame':>12}{'fps':>9}{'peak MiB':>11}")
+    print(f"LivePortrait official sizes, {options}")
+    print(f"{'stage':<12}{'batch':>6}{'code':>10}{'ms/frame':>12}{'fps':>9}{'peak MiB':>11}{'x public':>10}")
+    impls = (["public"] if args.reference else []) + args.backend
     for stage in args.stage:
         for batch in args.batch:
-            cmd = [sys.executable, __file__, "--worker", "--batch", str(batch), "--stage", stage]
-            cmd += ["--precision", args.precision, "--repeats", str(args.repeats if batch == 1 else 2)]
-            cmd += ["--channels-last"] * args.channels_last + ["--compile"] * args.compile
-            cmd += ["--reference", args.reference] if args.reference else []
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
-            r = json.loads(out)
-            print(
-                f"{stage:<12}{batch:>6}{r['ms_per_frame']:>12.1f}{1000 / r['ms_per_frame']:>9.2f}{r['peak_mib']:>11.0f}"
-            )
+            public = None
+            for impl in impls:
+                cmd = [sys.executable, __file__, "--worker", "--batch", str(batch), "--stage", stage]
+                cmd += ["--precision", args.precision, "--repeats", str(args.repeats if batch == 1 else 2)]
+                cmd += ["--channels-last"] * args.channels_last + ["--compile"] * args.compile
+                cmd += ["--reference", args.reference] if args.reference else []
+                cmd += ["--backend", impl if impl != "public" else "torch", "--onnx-dir", args.onnx_dir]
+                cmd += ["--public"] * (impl == "public")
+                run = subprocess.run(cmd, capture_output=True, text=True, check=True)
+                r = json.loads(run.stdout.strip().splitlines()[-1])
+                ms = r["ms_per_frame"]
+                public = ms if impl == "public" else public
+                ratio = f"{ms / public:.2f}x" if public else ""
+                print(f"{stage:<12}{batch:>6}{impl:>10}{ms:>12.1f}{1000 / ms:>9.2f}{r['peak_mib']:>11.0f}{ratio:>10}")
 
 
 if __name__ == "__main__":

@@ -384,16 +384,23 @@ def step_timer(cuda: bool) -> Any:
 
 
 def fit(
-    ws: Workspace, what: str, setting: str, task_fn: Callable[[], Any], data_fn: Callable[[], Any]
+    ws: Workspace,
+    what: str,
+    setting: str,
+    task_fn: Callable[[], Any],
+    data_fn: Callable[[], Any],
+    precision: str | None = None,
 ) -> Iterator[Row]:
-    """A few steps of ``task_fn()`` on ``data_fn()`` in the check's precision: steps/s, peak memory, finite loss."""
+    """A few steps of ``task_fn()`` on ``data_fn()`` in the check's precision (or ``precision``): steps/s, peak
+    memory, finite loss."""
     import lightning as L
 
     s = ws.sizes
+    precision = precision or s.precision
     task, data = task_fn(), data_fn()
     timer = step_timer(s.cuda)
     trainer = L.Trainer(
-        accelerator="gpu" if s.cuda else "cpu", devices=1, precision=s.precision, max_steps=s.steps, max_epochs=-1,
+        accelerator="gpu" if s.cuda else "cpu", devices=1, precision=precision, max_steps=s.steps, max_epochs=-1,
         logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         limit_val_batches=0, num_sanity_val_steps=0, default_root_dir=ws.root / "runs" / what.replace(" ", "_"),
         callbacks=[timer],
@@ -407,7 +414,7 @@ def fit(
         raise CheckFailed(f"loss not finite at step {bad[0]}: {timer.losses[bad[0]]}")
     timed = timer.times[1:] or timer.times  # the first step warms up (allocator, cuDNN autotuning)
     peak, unit = peak_memory(s)
-    setting = f"{setting}, {s.precision}, loss {timer.losses[-1]:.4g}"
+    setting = f"{setting}, {precision}, loss {timer.losses[-1]:.4g}"
     yield Row(f"train {what}", setting, len(timed) / sum(timed), "steps/s (train step, loader excluded)")
     yield Row(f"train {what}", "peak memory", peak, unit)
     del task, trainer
@@ -446,6 +453,7 @@ def check_refiner(ws: Workspace) -> Iterator[Row]:
         lambda: LipRefinerTask(expression=str(ws.release / "lac.pth"), weights=str(ws.weights),
                                liveportrait_size=s.liveportrait),
         lambda: _shards(ws, window=5, batch_size=s.refiner_batch, with_reference=True),
+        "32-true" if s.dry else None,  # the tiny LivePortrait's 3-D convolutions have no fast CPU bf16 kernel (50x)
     )  # fmt: skip
 
 
@@ -528,6 +536,56 @@ def check_generate(ws: Workspace) -> Iterator[Row]:
         yield Row("generate: render + paste-back", f"{size}x{size} render, batch {batch}, {precision}, {k} frames",
                   k / seconds, "frames/s")  # fmt: skip
     pipeline.liveportrait.set_precision("fp32")
+
+
+def check_realtime(ws: Workspace) -> Iterator[Row]:
+    """Streaming (first-frame latency, real-time factor) and the compiled renderer (CUDA graphs on a GPU): batched
+    at 512x512 without paste-back, and batch 1 pasted back into a 1280x720 frame."""
+    import cv2
+
+    from pctalk.inference import Controls
+    from pctalk.keypoints.backends import use_backend
+
+    s = ws.sizes
+    pipeline = _pipeline(ws)
+    source = pipeline.load_source(cv2.imread(str(ws.source_image))[..., ::-1].copy())
+    wav = ws.wav(max(s.motion_seconds, 2.0))  # two windows at least
+    step = 16 * 200  # 200 ms chunks, pushed as fast as they come
+    engine = pipeline.motion_stream(source, Controls(causal_smoothing=True))
+    first, frames, start = None, 0, time.perf_counter()
+    for i in range(0, len(wav), step):
+        t0 = time.perf_counter()
+        blocks = engine.push(wav[i : i + step])
+        if blocks and first is None:
+            first = (i + step) / 16000 + time.perf_counter() - t0
+        frames += sum(len(b.keypoints) for b in blocks)
+    frames += sum(len(b.keypoints) for b in engine.close())
+    rtf = (time.perf_counter() - start) / (len(wav) / 16000)
+    if first is None or frames != len(wav) // 640:
+        raise CheckFailed(f"the stream gave {frames} frames, its first block {first}")
+    yield Row("realtime: streamed motion", f"200 ms chunks, first frame after {1000 * first:.0f} ms of audio",
+              1 / rtf, "x real time")  # fmt: skip
+    driven = pipeline.motion(wav, source, Controls())
+    wide = np.zeros((720, 1280, 3), np.uint8)  # the photo off-centre in a landscape frame
+    wide[100:612, 700:1212] = cv2.imread(str(ws.source_image))[..., ::-1]
+    landscape = pipeline.load_source(wide)
+    use_backend(pipeline.liveportrait, "compile", compile_backend="inductor" if s.cuda else "aot_eager")
+    size = pipeline.liveportrait.config.input_size * 2
+    cases = ((s.render_batch, source, False, f"{size}x{size}"), (1, landscape, True, "1280x720"))
+    for batch, src, paste, what in cases:
+        k = min(len(driven.keypoints), s.render_frames, 1000 if batch > 1 else 32)
+        part = first_frames(driven, k)
+        pipeline.batch_size = batch
+
+        def render(part: Any = part, k: int = k, src: Any = src, paste: bool = paste) -> None:
+            out = list(pipeline.render(src, part, pasteback=paste))
+            if len(out) != k:
+                raise CheckFailed(f"rendered {len(out)} frames of {k}")
+
+        seconds = timeit(render, repeats=1 if s.dry else 2, warmup=1)
+        yield Row("realtime: compiled render", f"{what}, batch {batch}, fp32, {'paste-back, ' * paste}{k} frames",
+                  k / seconds, "frames/s")  # fmt: skip
+    use_backend(pipeline.liveportrait, "torch")
 
 
 def check_generate_cli(ws: Workspace) -> Iterator[Row]:
@@ -728,6 +786,7 @@ def checks(ws: Workspace) -> list[tuple[str, str, str, Callable[[], Iterator[Row
         ("train", "train EmotionClassifierTask", "", lambda: check_classifier(ws)),
         ("generate", "generate: TalkingFacePipeline", "", lambda: check_generate(ws)),
         ("generate", "pctalk generate (end to end)", "", lambda: check_generate_cli(ws)),
+        ("generate", "realtime: streaming + compiled render", "", lambda: check_realtime(ws)),
         ("build", "pctalk-data build", "", lambda: check_build(ws)),
     ]
     out += [("eval", f"eval {m}", "", lambda m=m: check_metrics(ws, m)) for m in METRICS]

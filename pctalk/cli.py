@@ -58,6 +58,12 @@ def _slurm() -> Any:
     return slurm_main
 
 
+def _export_onnx() -> Any:
+    from pctalk.keypoints.backends import export_onnx_command
+
+    return export_onnx_command
+
+
 def _generate() -> Any:
     from pctalk.inference.cli import generate_main
 
@@ -82,6 +88,9 @@ TOOL_VERBS: dict[str, Verb] = {
     "export": Verb(
         "a trained stage to a release folder: pctalk export --checkpoint X.ckpt --out DIR [--format pctalk|official]",
         _export,
+    ),
+    "export-onnx": Verb(
+        "LivePortrait's networks to ONNX, for generate --backend onnx: pctalk export-onnx --weights ROOT", _export_onnx
     ),
 }
 

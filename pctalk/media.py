@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +60,7 @@ def write_video(
     path: str | os.PathLike[str],
     frames: np.ndarray | torch.Tensor | Iterable[np.ndarray],
     fps: int = 25,
-    audio: np.ndarray | torch.Tensor | None = None,
+    audio: np.ndarray | torch.Tensor | Callable[[], np.ndarray | torch.Tensor] | None = None,
     sample_rate: int = 16000,
     crf: int = 18,
 ) -> Path:
@@ -70,7 +70,8 @@ def write_video(
         frames: ``(T, H, W, 3)`` uint8 RGB, or an iterable of ``(H, W, 3)`` frames (written as they come). H and W
             must be even (yuv420p).
         fps: frame rate.
-        audio: ``(N,)`` mono waveform in [-1, 1] at ``sample_rate``.
+        audio: ``(N,)`` mono waveform in [-1, 1] at ``sample_rate``, or a function giving it once the frames are
+            written (a stream's audio, known at its end).
         crf: x264 quality (lower is better; 18 is visually lossless).
     """
     import av
@@ -106,7 +107,7 @@ def write_video(
             for packet in video.encode(None):
                 container.mux(packet)
             if sound is not None:
-                sound.write(_as_array(audio).reshape(-1))
+                sound.write(_as_array(audio() if callable(audio) else audio).reshape(-1))
 
     return atomic_write(path, write)
 

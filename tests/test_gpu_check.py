@@ -22,6 +22,8 @@ CHECKS = (
     "generate: motion stage",
     "generate: render + paste-back",
     "pctalk generate (end to end)",
+    "realtime: streamed motion",
+    "realtime: compiled render",
     "pctalk-data build",
     "eval LSE-C/D",
     "eval FID",

@@ -33,6 +33,7 @@ __all__ = [
     "fit_to_frames",
     "frame_windows",
     "melspectrogram",
+    "normalised_mel",
     "num_frames",
     "samples_per_frame",
     "window_starts",
@@ -93,7 +94,7 @@ def melspectrogram(wav: torch.Tensor, pad_mode: str = "constant") -> torch.Tenso
         raise ValueError(f"pad_mode must be 'constant' or 'reflect', got {pad_mode!r}")
     dtype = _compute_dtype(wav.device)
     x = wav.reshape(-1, wav.shape[-1]).to(dtype)
-    x = torch.cat([x[:, :1], x[:, 1:] - PREEMPHASIS * x[:, :-1]], dim=1)  # lfilter([1, -k], [1], x)
+    x = preemphasis(x)
     if pad_mode == "reflect" and x.shape[-1] <= N_FFT // 2:
         raise ValueError(f"reflect padding needs more than {N_FFT // 2} samples, got {x.shape[-1]}")
     spec = torch.stft(
@@ -106,12 +107,22 @@ def melspectrogram(wav: torch.Tensor, pad_mode: str = "constant") -> torch.Tenso
         pad_mode=pad_mode,
         return_complex=True,
     ).abs()  # (B, 401, M)
-    mel = _mel_basis(x.device, dtype) @ spec  # (B, 80, M)
+    out = normalised_mel(spec)
+    return out.reshape(*wav.shape[:-1], N_MELS, out.shape[-1])
+
+
+def preemphasis(x: torch.Tensor) -> torch.Tensor:
+    """``lfilter([1, -0.97], [1], x)`` along the last dimension (the first sample kept)."""
+    return torch.cat([x[..., :1], x[..., 1:] - PREEMPHASIS * x[..., :-1]], dim=-1)
+
+
+def normalised_mel(spec: torch.Tensor) -> torch.Tensor:
+    """STFT magnitudes ``(..., 401, M)`` -> Wav2Lip's normalised log-mel ``(..., 80, M)`` float32 in [-4, 4]."""
+    mel = _mel_basis(spec.device, spec.dtype) @ spec
     min_level = 10.0 ** (MIN_LEVEL_DB / 20.0)
     db = 20.0 * torch.log10(mel.clamp_min(min_level)) - REF_LEVEL_DB
     out = (2 * MAX_ABS_VALUE) * ((db - MIN_LEVEL_DB) / -MIN_LEVEL_DB) - MAX_ABS_VALUE
-    out = out.clamp(-MAX_ABS_VALUE, MAX_ABS_VALUE).to(torch.float32)
-    return out.reshape(*wav.shape[:-1], N_MELS, out.shape[-1])
+    return out.clamp(-MAX_ABS_VALUE, MAX_ABS_VALUE).to(torch.float32)
 
 
 def samples_per_frame(fps: int = FPS, sample_rate: int = SAMPLE_RATE) -> int:

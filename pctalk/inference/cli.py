@@ -51,6 +51,10 @@ def _parser() -> argparse.ArgumentParser:
     models.add_argument("--liveportrait-size", choices=("official", "tiny"), default="official",
                         help="the sizes of the LivePortrait files (tiny: the test suite's random ones)")  # fmt: skip
     models.add_argument("--device", help="cuda, cpu, ... (default: cuda when available)")
+    models.add_argument("--backend", choices=("torch", "onnx", "compile"), default="torch",
+                        help="LivePortrait's runtime: torch (eager), onnx (ONNX Runtime on the networks `pctalk "
+                             "export-onnx` wrote) or compile (torch.compile; CUDA graphs on a GPU)")  # fmt: skip
+    models.add_argument("--onnx", metavar="FOLDER", help="the exported networks (default: WEIGHTS/liveportrait_onnx)")
     models.add_argument(
         "--audio-precision",
         choices=("fp32", "bf16"),
@@ -132,6 +136,9 @@ def _parser() -> argparse.ArgumentParser:
     other.add_argument("--controls", help="timeline.json keyframing any control over time")
     other.add_argument("--smooth", action=argparse.BooleanOptionalAction, default=True, help="Kalman-smooth the lips")
     other.add_argument("--smooth-emotion", action="store_true", help="Kalman-smooth the emotional deformation too")
+    other.add_argument("--causal-smoothing", action="store_true",
+                       help="Kalman-filter (each frame from the past only) instead of smoothing the whole clip: what "
+                            "--stream does")  # fmt: skip
     other.add_argument("--refine", action=argparse.BooleanOptionalAction, default=True,
                        help="run the LAC lip refiner inside each window, before the lip controls and EMC (when the LAC "
                        "checkpoint has one)")  # fmt: skip
@@ -144,7 +151,54 @@ def _parser() -> argparse.ArgumentParser:
                        help="paste the face back into the source frame (else the 512x512 render)")  # fmt: skip
     other.add_argument("--window", type=int, help="frames per prediction window (default: each checkpoint's own)")
     other.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True, help="show progress bars")
+    live = p.add_argument_group("streaming")
+    live.add_argument("--stream", action="store_true",
+                      help="write frames as the speech arrives: --audio is a WAV that may still be growing (16 kHz "
+                           "mono 16-bit), or - for raw 16 kHz mono 16-bit PCM on stdin; prints the first frame's "
+                           "latency and the real-time factor")  # fmt: skip
+    live.add_argument("--stream-idle", type=float, default=2.0, metavar="SECONDS",
+                      help="a growing WAV has ended when it has not grown for this long")  # fmt: skip
     return p
+
+
+def _stream(pipeline: Any, controls: Any, args: argparse.Namespace) -> Any:
+    """``--stream``: frames written as the audio arrives; returns the motion."""
+    import time
+
+    import torch
+
+    from pctalk.audio.mel import fit_to_frames
+    from pctalk.audio.streaming import live_pcm
+    from pctalk.inference.pipeline import DrivenMotion
+    from pctalk.media import write_video
+
+    source = pipeline.load_source(args.source)
+    received: list[torch.Tensor] = []
+    blocks: list[Any] = []
+    clock: dict[str, float] = {}
+
+    def chunks() -> Any:
+        for chunk in live_pcm(sys.stdin.buffer if args.audio == "-" else args.audio, idle=args.stream_idle):
+            clock.setdefault("start", time.monotonic())
+            received.append(chunk)
+            yield chunk
+        if not received:
+            raise ValueError(f"no audio came from {'stdin' if args.audio == '-' else args.audio}")
+
+    def frames() -> Any:
+        for i, frame in enumerate(pipeline.stream(chunks(), source, controls, controls.pasteback, blocks.append)):
+            if i == 0:
+                clock["first"] = time.monotonic()
+            yield frame
+        clock["end"] = time.monotonic()
+
+    n = lambda: sum(len(b.keypoints) for b in blocks)  # noqa: E731
+    write_video(args.out, frames(), audio=lambda: fit_to_frames(torch.cat(received), n()))
+    later = (n() - 1) / 25
+    rtf = (clock["end"] - clock["first"]) / later if later > 0 else float("nan")
+    print(f"first frame after {1000 * (clock['first'] - clock['start']):.0f} ms of streaming; real-time factor "
+          f"{rtf:.2f} after it (below 1 keeps up with live speech)")  # fmt: skip
+    return DrivenMotion.cat(blocks)
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
@@ -230,6 +284,11 @@ def generate_main(argv: Sequence[str]) -> int:
         _check_outputs(args)
         if args.out and not args.source:
             raise ValueError("--out renders a face: give --source (an image or a video)")
+        if args.stream and (not (args.audio and args.out) or args.keypoint_video):
+            raise ValueError("--stream renders speech as it arrives: give --audio (a WAV, or - for stdin) and --out, "
+                             "and no --keypoint-video")  # fmt: skip
+        if args.stream and args.refine_after_emotion:
+            raise ValueError("--refine-after-emotion refines the whole clip at once; it cannot --stream")
         edits = {}
         for item in args.style_edit:
             word, _, beta = item.partition("=")
@@ -261,6 +320,7 @@ def generate_main(argv: Sequence[str]) -> int:
             timeline=Timeline.load(args.controls) if args.controls else None,
             smooth=args.smooth,
             smooth_emotion=args.smooth_emotion,
+            causal_smoothing=args.causal_smoothing or args.stream,
             refine=args.refine,
             refine_after_emotion=args.refine_after_emotion,
             pose_template=args.pose_template,
@@ -302,16 +362,23 @@ def generate_main(argv: Sequence[str]) -> int:
             device=args.device,
             progress=args.progress,
             audio_precision=args.audio_precision,
+            backend=args.backend,
+            onnx=args.onnx,
         )
         _set_style(pipeline, controls, args)
         for name, span, beta, clip in edits_from:
             controls.pronunciations[name] = pipeline.pronunciation_from_clip(clip, name, args.transcript, span)
             controls.style_edits[name] = beta
         controls.__post_init__()
-        driven = pipeline.generate(
-            args.source, args.out, audio=args.audio, text=args.text, controls=controls,
-            save_motion=args.save_motion, keypoint_video=args.keypoint_video,
-        )  # fmt: skip
+        if args.stream:
+            driven = _stream(pipeline, controls, args)
+            if args.save_motion:
+                driven.save(args.save_motion)
+        else:
+            driven = pipeline.generate(
+                args.source, args.out, audio=args.audio, text=args.text, controls=controls,
+                save_motion=args.save_motion, keypoint_video=args.keypoint_video,
+            )  # fmt: skip
     except (*_user_errors(), OSError) as err:  # OSError: a disk that filled up while writing, ...
         if os.environ.get("PCTALK_DEBUG"):
             raise

@@ -13,9 +13,8 @@ with the audio muxed (written atomically).
 from __future__ import annotations
 
 import os
-import warnings
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -24,23 +23,20 @@ import torch
 
 from pctalk.audio.encoder import encode_windows
 from pctalk.audio.io import ensure_audible, load_audio
-from pctalk.audio.loudness import frame_loudness
-from pctalk.audio.mel import audio_windows, fit_to_frames, num_frames
+from pctalk.audio.mel import fit_to_frames, num_frames
 from pctalk.checkpoints import EMCStage, LACStage, load_emc_stage, load_lac_stage, to_device
-from pctalk.control.emotion import EmotionTerm, compose, pure_emotions, replace_region
-from pctalk.control.eyes import blink_delta, eye_open_ratio, eye_signals, gaze_delta, natural_blinks, natural_gaze
-from pctalk.control.lip import edit_style, loudness_factor, pronunciation, scale_lips
+from pctalk.control.eyes import eye_open_ratio, eye_signals, natural_blinks, natural_gaze
 from pctalk.control.ranges import check_range
 from pctalk.data.schema import EMOTIONS
 from pctalk.inference.channels import CHANNELS, Channel, resolve_channel
-from pctalk.inference.kalman import kalman_smooth
 from pctalk.inference.pose import PoseTemplate, builtin_template, load_template, ping_pong, relative_pose
+from pctalk.inference.prefetch import prefetch
+from pctalk.inference.streaming import MotionStream
 from pctalk.inference.timeline import Timeline
 from pctalk.keypoints.crop import Crop, FaceCropper, FaceNotFoundError, paste_back
 from pctalk.keypoints.liveportrait import LivePortrait, Motion
-from pctalk.keypoints.regions import EYES, LIPS, region
-from pctalk.keypoints.transform import rotation_matrix, transform_keypoints
-from pctalk.models.windows import Window, predict_windows
+from pctalk.keypoints.regions import LIPS, region
+from pctalk.keypoints.transform import rotation_matrix
 from pctalk.weights.io import atomic_write
 
 __all__ = [
@@ -119,6 +115,9 @@ class Controls:
     smooth: bool = True
     """Kalman smoothing of the lip deformation."""
     smooth_emotion: bool = False
+    causal_smoothing: bool = False
+    """Kalman-filter the deformations (each frame from the frames up to it) instead of smoothing them over the whole
+    clip: what :meth:`TalkingFacePipeline.stream` does, so that offline and streamed frames are equal."""
     refine: bool = True
     """Run the LAC lip refiner (when the LAC stage has one) inside each prediction window, as the paper and the
     official release do: before smoothing, the lip controls and EMC."""
@@ -199,6 +198,18 @@ class DrivenMotion:
     lips: torch.Tensor  # (T, 6, 3)
     source_index: np.ndarray  # (T,)
 
+    def slice(self, start: int, stop: int) -> DrivenMotion:
+        """Frames ``start .. stop - 1``."""
+        return DrivenMotion(**{k: v[start:stop] for k, v in vars(self).items()})
+
+    @classmethod
+    def cat(cls, parts: Sequence[DrivenMotion]) -> DrivenMotion:
+        """Consecutive blocks as one."""
+        if len(parts) == 1:
+            return parts[0]
+        fields = {k: [getattr(p, k) for p in parts] for k in vars(parts[0])}
+        return cls(**{k: np.concatenate(v) if k == "source_index" else torch.cat(v) for k, v in fields.items()})
+
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write every array as ``.npz`` (atomically)."""
         arrays = {k: (v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else v) for k, v in vars(self).items()}
@@ -231,6 +242,10 @@ class SourceFrames:
     eye_ratios: torch.Tensor | None = None
     source_R: torch.Tensor | None = None
     source_t: torch.Tensor | None = None
+
+    def slice(self, start: int, stop: int) -> SourceFrames:
+        """Output frames ``start .. stop - 1``."""
+        return SourceFrames(**{k: None if v is None else v[start:stop] for k, v in vars(self).items()})
 
 
 def mix_styles(n_styles: int, base: int | Sequence[float], others: Sequence[tuple[int, float]]) -> tuple[float, ...]:
@@ -316,11 +331,15 @@ class TalkingFacePipeline:
         liveportrait_size: str = "official",
         device: str | None = None,
         refiner: str | os.PathLike[str] | None = None,
+        backend: str = "torch",
+        onnx: str | os.PathLike[str] | None = None,
         **kwargs,
     ) -> TalkingFacePipeline:
         """Load the stages (any format :mod:`pctalk.checkpoints` reads); ``weights`` (the LivePortrait root) is
         optional: without it only the motion runs. ``refiner``: a separate lip refiner file (the official release's
-        ``{"model_ft": ...}``)."""
+        ``{"model_ft": ...}``). ``backend``: LivePortrait's ``torch`` (eager), ``onnx`` (the networks exported by
+        ``pctalk export-onnx`` into ``onnx``, default ``WEIGHTS/liveportrait_onnx``) or ``compile``
+        (:mod:`pctalk.keypoints.backends`)."""
         from pctalk.keypoints.config import LivePortraitConfig
         from pctalk.keypoints.liveportrait import load_liveportrait
 
@@ -331,6 +350,10 @@ class TalkingFacePipeline:
             config = LivePortraitConfig.tiny() if liveportrait_size == "tiny" else LivePortraitConfig()
             lp = load_liveportrait(weights, config=config, require_stitching=False)
             crop = FaceCropper(cropper, weights_root=weights)
+            if backend != "torch":
+                from pctalk.keypoints.backends import default_onnx_folder, use_backend
+
+                use_backend(lp, backend, onnx or default_onnx_folder(weights, liveportrait_size))
         return cls(lac_stage, emc_stage, lp, crop, device, **kwargs)
 
     # -- source -------------------------------------------------------------------------------------------------
@@ -493,9 +516,12 @@ class TalkingFacePipeline:
             return emc.sources["video"](reference.motion.exp[None])
         return None
 
-    def frames(self, source: SourceFace, n: int, controls: Controls) -> SourceFrames:
+    def frames(
+        self, source: SourceFace, n: int, controls: Controls, driving: dict[str, SourceFace] | None = None
+    ) -> SourceFrames:
         """The source's motion for each of ``n`` output frames (a video's own frames, ping-ponged; an image's, held),
-        with the pose, blink and gaze of their channels (:mod:`pctalk.inference.channels`)."""
+        with the pose, blink and gaze of their channels (:mod:`pctalk.inference.channels`); ``driving`` caches the
+        driving videos' motion between calls. The first frames do not depend on ``n``."""
         count = len(source.motion.kp)
         index = ping_pong(np.arange(count), n) if source.is_video else np.zeros(n, dtype=np.int64)
         idx = torch.from_numpy(index).to(self.device)
@@ -503,7 +529,7 @@ class TalkingFacePipeline:
         timeline = controls.timeline or Timeline()
         channels = {c: resolve_channel(c, getattr(controls, c), source.is_video, list(timeline.tracks),
                                        controls.pose_template) for c in CHANNELS}  # fmt: skip
-        driving: dict[str, SourceFace] = {}
+        driving = {} if driving is None else driving
 
         def video(channel: str) -> SourceFace:
             path = channels[channel].arg
@@ -593,21 +619,72 @@ class TalkingFacePipeline:
         return closure, gaze
 
     def motion(self, wav: torch.Tensor, source: SourceFace, controls: Controls | None = None) -> DrivenMotion:
-        """The driven motion for 16 kHz speech ``wav (N,)`` and ``source`` under ``controls``."""
+        """The driven motion for 16 kHz speech ``wav (N,)`` and ``source`` under ``controls``: the streaming engine
+        (:class:`~pctalk.inference.streaming.MotionStream`) fed the whole audio at once, so that a stream of the same
+        audio gives the same frames (with ``causal_smoothing``)."""
         controls = controls or Controls()
-        n = num_frames(len(wav))
-        if n < 1:
+        if num_frames(len(wav)) < 1:
             raise ValueError(f"the audio is {len(wav) / 16000:.3f} s long, shorter than one video frame (40 ms)")
-        windows = audio_windows(wav, n).to(self.device)
-        feat = self._features(self.lac.audio_encoder, windows)
-        emc_feat = None
-        if self.emc is not None and self._terms(controls, controls.timeline or Timeline()):
+        engine = self.motion_stream(source, controls, causal=controls.causal_smoothing, length=num_frames(len(wav)))
+        return self._whole(engine, [*engine.push(wav), *engine.close()])
+
+    def motion_stream(
+        self, source: SourceFace, controls: Controls | None = None, causal: bool = True, length: int = 0
+    ) -> MotionStream:
+        """The motion stage as a stream over ``source`` (:meth:`load_source`'s): push 16 kHz float chunks, get
+        :class:`DrivenMotion` blocks. ``causal`` (default): each block as soon as it is final, Kalman-filtered (what
+        :meth:`motion` gives with ``controls.causal_smoothing``); ``False``: everything at ``close()``, smoothed
+        over the whole clip. ``length``: the frames expected, if known."""
+        controls = controls or Controls()
+        timeline = controls.timeline or Timeline()
+        shared = True
+        if self.emc is not None and self._terms(controls, timeline):
             hashes = {stage.info.audio_encoder.get("sha256") for stage in (self.lac, self.emc)}
             shared = (len(hashes) == 1 and None not in hashes) or self.emc.audio_encoder is self.lac.audio_encoder
-            emc_feat = feat if shared else self._features(self.emc.audio_encoder, windows)
-        wants_loudness = controls.loudness_scale or (controls.timeline and controls.timeline.names("loudness_gain"))
-        loudness = frame_loudness(fit_to_frames(wav, n), n).to(self.device) if wants_loudness else None
-        return self.drive(feat, self.frames(source, n, controls), controls, emc_feat, loudness)
+        wants_loudness = bool(controls.loudness_scale or timeline.names("loudness_gain"))
+        driving: dict[str, SourceFace] = {}
+        horizon = length
+
+        def frames(k: int) -> SourceFrames:  # a horizon that doubles: the channels are the same on every prefix
+            nonlocal horizon
+            horizon = max(k, horizon, 2 * horizon if k > horizon else 0)
+            return self.frames(source, horizon, controls, driving)
+
+        return MotionStream(self, frames, controls, causal, emc_features=not shared, loudness=wants_loudness)
+
+    def stream(
+        self,
+        audio_chunks: Iterable[torch.Tensor | np.ndarray],
+        source: SourceFace,
+        controls: Controls | None = None,
+        pasteback: bool = True,
+        on_motion: Callable[[DrivenMotion], None] | None = None,
+    ) -> Iterator[np.ndarray]:
+        """Output frames ``(H, W, 3)`` uint8 as the speech arrives: 16 kHz chunks of any size in, frames out once
+        their prediction window's audio has come (about a window, 1 s by default, plus 170 ms), rendered in the
+        offline batches. The Kalman smoothing is the causal filter, so the frames equal :meth:`generate`'s with
+        ``causal_smoothing=True``, bit for bit, whatever the chunk sizes. ``on_motion`` sees each motion block."""
+        controls = replace(controls or Controls(), causal_smoothing=True)
+        if controls.refine_after_emotion:
+            raise ValueError("refine_after_emotion refines the whole clip at once; it cannot stream")
+        engine = self.motion_stream(source, controls, causal=True)
+        pending: list[DrivenMotion] = []
+
+        def render(blocks: list[DrivenMotion], final: bool) -> Iterator[np.ndarray]:
+            for block in blocks:
+                if on_motion is not None:
+                    on_motion(block)
+            pending.extend(blocks)
+            have = sum(len(b.keypoints) for b in pending)
+            cut = have if final else have // self.batch_size * self.batch_size  # the offline render's batches
+            if cut:
+                driven = DrivenMotion.cat(pending)
+                pending[:] = [driven.slice(cut, have)] if cut < have else []
+                yield from self.render(source, driven.slice(0, cut), pasteback)
+
+        for chunk in audio_chunks:
+            yield from render(engine.push(chunk), final=False)
+        yield from render(engine.close(), final=True)
 
     def drive(
         self,
@@ -621,7 +698,7 @@ class TalkingFacePipeline:
         deformation ``D`` window by window, its lip refiner refines each window (``refined = R(a, ref + D) - ref``,
         ``ref`` the frames' undeformed lip keypoints) before the window's tail warm-starts the next; then Kalman
         smoothing, lip scale (global, timeline, loudness), style edits, write-back ``exp[kp] = D / s``; then EMC
-        adds the pure emotions per region.
+        adds the pure emotions per region (:class:`~pctalk.inference.streaming.MotionStream`).
 
         Args:
             feat: ``(1, T, A)`` LAC's audio features.
@@ -630,68 +707,13 @@ class TalkingFacePipeline:
             loudness: ``(T,)`` frame loudness in dBFS, for ``controls.loudness_scale``.
         """
         controls = controls or Controls()
-        timeline = controls.timeline or Timeline()
-        lac, n = self.lac, feat.shape[1]
-        info = lac.info
-        idx = list(info.keypoints)
-        style = self._style(lac.predictor.n_styles, controls.style_id, controls.style_code)
-        refine = controls.refine and lac.refiner is not None and not controls.refine_after_emotion
-        if refine:  # the frames' undeformed keypoints in the source's own pose: the pose channel leaves the lips alone
-            zero = torch.zeros_like(frames.exp)
-            own_R = frames.R if frames.source_R is None else frames.source_R
-            own_t = frames.t if frames.source_t is None else frames.source_t
-            ref = transform_keypoints(frames.kp, own_R, zero, frames.scale, own_t)[:, idx].reshape(1, n, -1)
+        engine = MotionStream(self, lambda k: frames, controls, causal=controls.causal_smoothing)
+        return self._whole(engine, [*engine.push_features(feat, emc_feat, loudness), *engine.close()])
 
-        def predict(audio: torch.Tensor, warm: torch.Tensor | None, w: Window) -> torch.Tensor:
-            D = lac.predictor.generate(audio, style, warm)
-            if refine:
-                with torch.no_grad():
-                    D = lac.refiner(ref[:, w.start : w.stop] + D, audio) - ref[:, w.start : w.stop]
-            return D
-
-        D = predict_windows(predict, feat, controls.window or info.window)[0].view(n, len(idx), 3)
-        if controls.smooth:
-            D = kalman_smooth(D)
-        factor = torch.full((n,), float(controls.lip_scale), device=self.device)
-        if (track := timeline.values("lip_scale", n)) is not None:
-            factor = factor * torch.from_numpy(track).to(self.device)
-        if loudness is not None:
-            gain = timeline.values("loudness_gain", n)
-            gain = torch.from_numpy(gain).to(self.device) if gain is not None else controls.loudness_gain
-            lo, hi = controls.loudness_bounds
-            factor = factor * loudness_factor(loudness, controls.loudness_reference, gain, lo, hi).to(self.device)
-        D = scale_lips(D, factor)
-        edits = dict(controls.style_edits)
-        edits.update({name.split(":")[1]: None for name in timeline.names("style_edit:")})
-        lip_rows = [idx.index(k) for k in LIPS]
-        for word, beta in edits.items():
-            track = timeline.values(f"style_edit:{word}", n)
-            beta_t = torch.from_numpy(track).to(self.device) if track is not None else float(beta)
-            own = controls.pronunciations.get(word)
-            vector = torch.tensor(own, dtype=D.dtype).view(len(LIPS), 3) if own is not None else pronunciation(word)
-            D[:, lip_rows] = edit_style(D[:, lip_rows], vector.to(self.device), beta_t)
-
-        exp, scale = frames.exp.clone(), frames.scale
-        exp[:, idx] = D / scale[:, :, None]  # write back: exp[kp] = D / s
-        exp = self._emotions(exp, scale, feat if emc_feat is None else emc_feat, controls, timeline)
-        eyes = list(EYES)  # the eye channels move these keypoints only
-        if frames.gaze is not None:
-            exp[:, eyes] += gaze_delta(frames.gaze[:, 0], frames.gaze[:, 1])[:, eyes]
-        retarget = frames.closure is not None and self._retargets_eyes(frames, controls)
-        if frames.closure is not None and not retarget:
-            exp[:, eyes] += blink_delta(frames.closure)[:, eyes]
-        keypoints = transform_keypoints(frames.kp, frames.R, exp, scale, frames.t)
-        if retarget:
-            keypoints[:, eyes] += self._eye_retargeting(frames)[:, eyes]
-        if controls.refine_after_emotion and controls.refine and lac.refiner is not None:
-            with torch.no_grad():  # pctalk 0.1's order, kept as an option: it can pull the lip scale back
-                refined = lac.refiner(keypoints[:, list(LIPS)].reshape(1, n, -1), feat).view(n, len(LIPS), 3)
-            keypoints[:, list(LIPS)] = refined
-            shift = torch.zeros_like(refined[:, :1])
-            shift[..., :2] = frames.t[:, None, :2]  # x = s * (kp R + exp) + t, t_z = 0: exp from the refined x
-            exp[:, list(LIPS)] = (refined - shift) / scale[:, :, None] - (frames.kp @ frames.R)[:, list(LIPS)]
-        lips = exp[:, list(LIPS)] * scale[:, :, None]
-        return DrivenMotion(exp, frames.R, frames.t, scale, keypoints, lips, frames.index)
+    @staticmethod
+    def _whole(engine: MotionStream, blocks: list[DrivenMotion]) -> DrivenMotion:
+        """The blocks as one clip (pctalk 0.1's ``refine_after_emotion`` refines it here)."""
+        return engine.refine_after_emotion(DrivenMotion.cat(blocks))
 
     def _retargets_eyes(self, frames: SourceFrames, controls: Controls) -> bool:
         lp = self.liveportrait
@@ -718,77 +740,42 @@ class TalkingFacePipeline:
                 terms.append(EmotionControl(source, area, 0.0))
         return terms
 
-    def _emotions(
-        self, exp: torch.Tensor, scale: torch.Tensor, feat: torch.Tensor, controls: Controls, timeline: Timeline
-    ) -> torch.Tensor:
-        terms = self._terms(controls, timeline)
-        if not terms:
-            return exp
-        if self.emc is None:
-            raise ValueError("emotion controls need an EMC checkpoint (--emc)")
-        emc, n = self.emc, exp.shape[0]
-        code = controls.style_code
-        if code is not None and len(code) != emc.predictor.decoder.n_styles:
-            code = None  # a code over the LAC's identities: EMC (trained on its own) takes the mean style
-            warnings.warn("the style code is over the LAC's training identities; EMC, trained on others, uses the "
-                          "mean of its styles", stacklevel=2)  # fmt: skip
-        style = self._style(emc.predictor.decoder.n_styles, controls.style_id if code is None else -1, code)
-        learned: list[tuple[EmotionControl, torch.Tensor | float, torch.Tensor]] = []
-        for control in terms:
-            track = timeline.values(f"emotion:{control.source}:{control.region}", n)
-            intensity = torch.from_numpy(track).to(self.device) if track is not None else control.intensity
-            if control.source == "neutral":
-                continue  # neutral minus neutral: nothing to add
-            embedding = self._emotion_embedding(control, controls)
-            if embedding is None:  # image (or a video without a learned source): its expression replaces the region
-                cue = getattr(controls, f"emotion_from_{control.source}")
-                reference = self.load_source(cue, max_frames=250).motion.exp.mean(0)
-                blend = torch.as_tensor(intensity, dtype=exp.dtype, device=self.device)
-                blend = blend[:, None, None] if blend.ndim else blend
-                exp = exp + blend * (replace_region(exp, reference, control.region) - exp)
-            else:
-                learned.append((control, intensity, embedding))
-        if not learned:
-            return exp
-        embeddings = torch.cat([e for _, _, e in learned])
-        window = controls.window or emc.info.window
-        deformations = pure_emotions(emc.predictor, feat, embeddings, style, window)  # one batched pass
-        additive = []
-        for (control, intensity, _), deformation in zip(learned, deformations):
-            if controls.smooth_emotion:
-                deformation = kalman_smooth(deformation)
-            additive.append(EmotionTerm(deformation, control.region, intensity))
-        return compose(exp, scale, additive)
-
     # -- render ---------------------------------------------------------------------------------------------------
     def render(self, source: SourceFace, driven: DrivenMotion, pasteback: bool = True) -> Iterator[np.ndarray]:
-        """Output frames, ``(H, W, 3)`` uint8 each: renders pasted into the source frames, or the 512 renders."""
+        """Output frames, ``(H, W, 3)`` uint8 each: renders pasted into the source frames, or the 512 renders. The
+        networks run a batch ahead in a worker thread while this one pastes back (and its consumer encodes)."""
         lp = self.liveportrait
         if lp is None or source.images is None:
             raise ValueError(
                 "rendering needs LivePortrait's weights (--weights; `pctalk weights check` lists the files); "
                 "without them, use --keypoint-video and --save-motion for the motion alone"
             )
-        m = source.motion
-        x_source_all = m.keypoints()
+        batches = self._render_batches(source, driven)
+        if getattr(lp.runner, "thread_safe", lambda device: True)(self.device):  # not with CUDA graphs
+            batches = prefetch(batches)
+        for idx, images in batches:
+            for j, image in zip(idx, images):
+                frame = paste_back(image, source.crops[j], source.frames[j]) if pasteback else image
+                yield frame[: frame.shape[0] // 2 * 2, : frame.shape[1] // 2 * 2]  # H.264 needs even sizes
+
+    def _render_batches(self, source: SourceFace, driven: DrivenMotion) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``(source frame indices (b,), renders (b, S, S, 3) uint8)`` per batch of ``batch_size`` frames."""
+        lp = self.liveportrait
+        x_source_all = source.motion.keypoints()
         features: dict[int, torch.Tensor] = {}
         n = len(driven.keypoints)
         for start in range(0, n, self.batch_size):
             idx = driven.source_index[start : start + self.batch_size]
-            for i in set(idx.tolist()) - set(features):
-                features[i] = lp.appearance(source.images[i : i + 1])
-            if not source.is_video and len(features) > 1:
-                features = {0: features[0]}
-            feature = torch.cat([features[int(i)] for i in idx])
-            x_s = x_source_all[torch.from_numpy(idx).to(self.device)]
-            x_d = driven.keypoints[start : start + len(idx)]
             with torch.no_grad():
-                x_d = lp.stitch(x_s, x_d)  # a no-op when the stitching file was not there
+                for i in set(idx.tolist()) - set(features):
+                    features[i] = lp.appearance(source.images[i : i + 1])
+                if not source.is_video and len(features) > 1:
+                    features = {0: features[0]}
+                feature = torch.cat([features[int(i)] for i in idx])
+                x_s = x_source_all[torch.from_numpy(idx).to(self.device)]
+                x_d = lp.stitch(x_s, driven.keypoints[start : start + len(idx)])  # a no-op without the stitching file
                 render = lp.warp_decode(feature, x_s, x_d)
-            images = (render.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-            for j, image in zip(idx, images):
-                frame = paste_back(image, source.crops[j], source.frames[j]) if pasteback else image
-                yield frame[: frame.shape[0] // 2 * 2, : frame.shape[1] // 2 * 2]  # H.264 needs even sizes
+            yield idx, (render.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
             if source.is_video:  # keep only what the next batch may reuse
                 features = {i: f for i, f in features.items() if i >= int(idx.max())}
 

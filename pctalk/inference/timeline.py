@@ -109,12 +109,13 @@ class Timeline:
         except ValueError as err:
             raise ValueError(f"{path}: {err}") from None
 
-    def values(self, name: str, n_frames: int, fps: int = 25) -> np.ndarray | None:
-        """``(n_frames,)`` float32 values of control ``name`` per frame, or ``None`` if the timeline lacks it."""
+    def values(self, name: str, n_frames: int, fps: int = 25, start: int = 0) -> np.ndarray | None:
+        """``(n_frames - start,)`` float32 values of control ``name`` for frames ``start .. n_frames - 1``, or
+        ``None`` if the timeline lacks it."""
         if name not in self.tracks:
             return None
         times, values = zip(*self.tracks[name])
-        return np.interp(np.arange(n_frames) / fps, times, values).astype(np.float32)
+        return np.interp(np.arange(start, n_frames) / fps, times, values).astype(np.float32)
 
     def names(self, prefix: str = "") -> list[str]:
         return [n for n in self.tracks if n.startswith(prefix)]

@@ -143,6 +143,7 @@ class LivePortrait(nn.Module):
         self.stitching = StitchingRetargeting(sc.stitching, sc.lip, sc.eye)
         self.has_stitching = True  # False when loaded without the stitching file: stitch() then changes nothing
         self.precision = "fp32"
+        self.runner = None  # an ONNX or compiled backend (pctalk.keypoints.backends.use_backend); None: eager
         self.requires_grad_(False)
         self.eval()
 
@@ -175,7 +176,8 @@ class LivePortrait(nn.Module):
         """Keypoints, pose and expression of ``images (B, 3, S, S)``, RGB in [0, 1] (S = ``config.input_size``)."""
         _check_images(images, self.config.input_size, "extract_motion")
         with self._autocast(images.device):
-            raw = {k: v.float() for k, v in self.motion_extractor(images).items()}
+            net = self.motion_extractor if self.runner is None else self.runner.motion
+            raw = {k: v.float() for k, v in net(images).items()}
         b = images.shape[0]
         pitch, yaw, roll = (headpose_degrees(raw[k]) for k in ("pitch", "yaw", "roll"))
         return Motion(
@@ -194,7 +196,8 @@ class LivePortrait(nn.Module):
         """Feature volume of ``images (B, 3, S, S)`` in [0, 1]: ``(B, 32, 16, 64, 64)`` at the official sizes."""
         _check_images(images, self.config.input_size, "appearance")
         with self._autocast(images.device):
-            return self.appearance_encoder(images).float()
+            net = self.appearance_encoder if self.runner is None else self.runner.appearance
+            return net(images).float()
 
     def warp_decode(self, feature: torch.Tensor, x_source: torch.Tensor, x_driven: torch.Tensor) -> torch.Tensor:
         """Render: warp the source ``feature`` from ``x_source`` to ``x_driven`` keypoints ``(B, 21, 3)`` and decode
@@ -204,6 +207,8 @@ class LivePortrait(nn.Module):
         _check_keypoints(x_source, self.config.num_kp, "x_source")
         _check_keypoints(x_driven, self.config.num_kp, "x_driven")
         with self._autocast(feature.device):
+            if self.runner is not None:
+                return self.runner.render(feature, x_source, x_driven).float()
             warped = self.warping(feature, kp_driving=x_driven, kp_source=x_source)
             return self.decoder(warped).float()
 
