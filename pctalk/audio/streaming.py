@@ -87,9 +87,7 @@ class AudioStream:
         """Frames whose window is final."""
         if self.closed:
             return self.frames
-        if len(self._starts) < self.frames:
-            self._starts = window_starts(2 * self.frames, self.fps).numpy()
-        last = self._starts[: self.frames] + WINDOW - 1  # each window's last mel frame
+        last = self._window_starts(self.frames) + WINDOW - 1  # each window's last mel frame
         return int(np.searchsorted(last, self._mel.size, side="left"))
 
     def push(self, chunk: torch.Tensor | np.ndarray) -> None:
@@ -113,14 +111,20 @@ class AudioStream:
         """The mel windows ``(stop - start, 1, 80, 16)`` of frames ``start .. stop - 1`` (all final)."""
         if stop > self.ready:
             raise ValueError(f"frames up to {stop} requested, but only {self.ready} are final")
-        starts = window_starts(stop, self.fps)[start:]
-        idx = np.minimum(starts.numpy()[:, None] + np.arange(WINDOW), self._mel.size - 1)
+        starts = self._window_starts(stop)[start:]
+        idx = np.minimum(starts[:, None] + np.arange(WINDOW), self._mel.size - 1)
         mel = torch.from_numpy(self._mel.view(0, self._mel.size))
         return mel[:, torch.from_numpy(idx)].movedim(-2, -3).unsqueeze(-3)
 
     def wav(self, start: int, stop: int) -> torch.Tensor:
         """The samples of frames ``start .. stop - 1`` ``((stop - start) * 640,)``."""
         return torch.from_numpy(self._wav.view(start * self.spf, stop * self.spf).copy())
+
+    def _window_starts(self, n: int) -> np.ndarray:
+        """The first mel frame of frames ``0 .. n - 1`` (computed once, grown by doubling)."""
+        if len(self._starts) < n:
+            self._starts = window_starts(2 * n, self.fps).numpy()
+        return self._starts[:n]
 
     def _advance(self, length: int, end: bool = False) -> None:
         """Compute the mel frames that ``length`` whole-frame samples make final (at the end: all of them)."""

@@ -647,7 +647,8 @@ class TalkingFacePipeline:
 
         def frames(k: int) -> SourceFrames:  # a horizon that doubles: the channels are the same on every prefix
             nonlocal horizon
-            horizon = max(k, horizon, 2 * horizon if k > horizon else 0)
+            if k > horizon:
+                horizon = max(k, 2 * horizon)
             return self.frames(source, horizon, controls, driving)
 
         return MotionStream(self, frames, controls, causal, emc_features=not shared, loudness=wants_loudness)

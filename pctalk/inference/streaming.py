@@ -391,7 +391,7 @@ class MotionStream:
         end = self._loudness_known() if total is None else total
         lo_i, hi_i = max(0, a - LOUDNESS_CONTEXT), min(end, b + LOUDNESS_CONTEXT)
         loud = self.features.get("loudness", lo_i, hi_i)
-        track = self.timeline.values("loudness_gain", hi_i, start=lo_i)
-        gain = torch.from_numpy(track).to(self.p.device) if track is not None else c.loudness_gain
+        track = self._track("loudness_gain", lo_i, hi_i)
+        gain = track if track is not None else c.loudness_gain
         factor = loudness_factor(loud, c.loudness_reference, gain, *c.loudness_bounds)
         return factor[a - lo_i : b - lo_i].to(self.p.device)
