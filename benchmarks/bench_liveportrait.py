@@ -11,7 +11,8 @@ does not depend on them.
 
 ``--backend`` times each of pctalk's backends (:mod:`pctalk.keypoints.backends`) side by side, with the ratio to the
 public code's time when ``--reference`` is given (the ONNX export at the official sizes is made once, into
-``--onnx-dir``).
+``--onnx-dir``). Every render that computes differently from eager fp32 (a backend, channels-last, compile, lower
+precision) prints its largest difference from the eager fp32 render of the same inputs.
 
 ``--reference`` takes a checkout of KwaiVGI/LivePortrait (not part of pctalk) and times its modules on the same
 inputs and weights, for the "no slower than the public implementation" check.
@@ -62,16 +63,19 @@ def worker(args: argparse.Namespace) -> dict:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
     model = build_liveportrait().to(device)
-    if args.channels_last:
-        model.to_channels_last()
-    model.set_precision(args.precision)
     b = args.batch
     images = torch.rand(b, 3, 256, 256, device=device)
+    # the render compared with eager fp32 when anything changes how it computes
+    changed = args.backend != "torch" or args.channels_last or args.compile or args.precision != "fp32"
     with torch.no_grad():
         motion = model.extract_motion(images)
         feature = model.appearance(images)
         x_s = motion.keypoints()
         x_d = x_s + 0.01
+        eager = model.warp_decode(feature, x_s, x_d) if args.stage == "render" and changed and not args.public else None
+        if args.channels_last:
+            model.to_channels_last()
+        model.set_precision(args.precision)
         if args.public:
             m, f, w, g = _reference_modules(args.reference, model)
             fns = {
@@ -104,8 +108,9 @@ def worker(args: argparse.Namespace) -> dict:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         seconds = timeit(fns[args.stage], repeats=args.repeats, warmup=1)
+        diff = None if eager is None else (fns["render"]() - eager).abs().max().item()
     peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else peak_rss_mib()
-    return {"ms_per_frame": 1000 * seconds / b, "peak_mib": peak}
+    return {"ms_per_frame": 1000 * seconds / b, "peak_mib": peak, "max_diff": diff}
 
 
 def main() -> None:
@@ -130,7 +135,8 @@ def main() -> None:
     options = f"precision={args.precision} channels_last={args.channels_last} compile={args.compile}"
     print(f"machine: {machine()}")
     print(f"LivePortrait official sizes, {options}")
-    print(f"{'stage':<12}{'batch':>6}{'code':>10}{'ms/frame':>12}{'fps':>9}{'peak MiB':>11}{'x public':>10}")
+    print(f"{'stage':<12}{'batch':>6}{'code':>10}{'ms/frame':>12}{'fps':>9}{'peak MiB':>11}{'x public':>10}"
+          f"{'max |diff| vs eager':>21}")  # fmt: skip
     impls = (["public"] if args.reference else []) + args.backend
     for stage in args.stage:
         for batch in args.batch:
@@ -147,7 +153,9 @@ def main() -> None:
                 ms = r["ms_per_frame"]
                 public = ms if impl == "public" else public
                 ratio = f"{ms / public:.2f}x" if public else ""
-                print(f"{stage:<12}{batch:>6}{impl:>10}{ms:>12.1f}{1000 / ms:>9.2f}{r['peak_mib']:>11.0f}{ratio:>10}")
+                diff = "" if r["max_diff"] is None else f"{r['max_diff']:.1e}"
+                print(f"{stage:<12}{batch:>6}{impl:>10}{ms:>12.1f}{1000 / ms:>9.2f}{r['peak_mib']:>11.0f}{ratio:>10}"
+                      f"{diff:>21}")  # fmt: skip
 
 
 if __name__ == "__main__":
