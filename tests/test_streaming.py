@@ -135,6 +135,28 @@ def test_streamed_motion_equals_offline_for_every_chunk_size(
         next(pipeline.stream([wav], source, Controls(refine_after_emotion=True)))
 
 
+def test_a_silent_stream_is_warned_of_at_its_end(pipeline: TalkingFacePipeline, astronaut_path: Path) -> None:
+    """Offline generation refuses a silent file (SilentAudioError); a live stream may start in silence, so it runs,
+    and only a stream that was silent throughout is warned of, when it closes."""
+    import warnings
+
+    source = pipeline.load_source(astronaut_path)
+    quiet = torch.zeros(16000)
+    quiet[8000:] = 1e-4  # -80 dBFS: a muted microphone's noise floor
+    engine = pipeline.motion_stream(source, Controls(causal_smoothing=True))
+    blocks = engine.push(quiet[:8000]) + engine.push(quiet[8000:])
+    with pytest.warns(UserWarning, match=r"speech was silent throughout \(peak -80.0 dBFS"):
+        blocks += engine.close()
+    assert sum(len(b.keypoints) for b in blocks) == 25
+    wav = speech("Bees hum all day.")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # speech after a silent start: no warning
+        engine = pipeline.motion_stream(source, Controls(causal_smoothing=True))
+        engine.push(torch.zeros(8000))
+        engine.push(wav)
+        engine.close()
+
+
 def test_streamed_frames_equal_the_offline_render(pipeline: TalkingFacePipeline, tmp_path: Path) -> None:
     from raw_media import scene_video
 

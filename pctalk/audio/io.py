@@ -9,7 +9,15 @@ import numpy as np
 import torch
 import torchaudio.functional as AF
 
-__all__ = ["AudioLoadError", "SilentAudioError", "ensure_audible", "load_audio", "resample"]
+__all__ = [
+    "SILENCE_DBFS",
+    "AudioLoadError",
+    "SilentAudioError",
+    "ensure_audible",
+    "load_audio",
+    "peak_dbfs",
+    "resample",
+]
 
 #: Extensions soundfile reads exactly and fast; everything else goes through PyAV (FFmpeg).
 _SOUNDFILE_EXTS = {".wav", ".flac", ".ogg"}
@@ -124,11 +132,21 @@ def load_audio(path: str | os.PathLike[str], sample_rate: int = 16000) -> torch.
     return resample(wav, int(rate), sample_rate).clamp_(-1.0, 1.0).contiguous()
 
 
-def ensure_audible(wav: torch.Tensor, source: str | os.PathLike[str], threshold_dbfs: float = -60.0) -> torch.Tensor:
+#: Speech quieter than this peak level is taken for silence (a muted track or microphone).
+SILENCE_DBFS = -60.0
+
+
+def peak_dbfs(peak: float) -> float:
+    """A peak sample magnitude (1.0: full scale) in dBFS (-200 for digital silence)."""
+    return 20.0 * float(np.log10(max(peak, 1e-10)))
+
+
+def ensure_audible(
+    wav: torch.Tensor, source: str | os.PathLike[str], threshold_dbfs: float = SILENCE_DBFS
+) -> torch.Tensor:
     """Return ``wav`` unchanged, or raise :class:`SilentAudioError` naming ``source`` if its peak is below
     ``threshold_dbfs`` (silence, or a track that was muted)."""
-    peak = float(wav.abs().max()) if wav.numel() else 0.0
-    peak_db = 20.0 * np.log10(max(peak, 1e-10))
+    peak_db = peak_dbfs(float(wav.abs().max()) if wav.numel() else 0.0)
     if peak_db < threshold_dbfs:
         raise SilentAudioError(
             f"{source} is silent (peak {peak_db:.1f} dBFS, below {threshold_dbfs:.0f} dBFS); "

@@ -71,6 +71,7 @@ class AudioStream:
         self._mel = _Buffer((N_MELS,), np.float32)
         self._starts = window_starts(1024, fps).numpy()  # each frame's first mel frame, grown as frames come
         self.closed = False
+        self.peak = 0.0  # the largest sample magnitude so far
 
     @property
     def samples(self) -> int:
@@ -99,6 +100,8 @@ class AudioStream:
             raise ValueError(f"push 16 kHz mono float samples (N,) in [-1, 1], got {chunk.dtype} {chunk.shape} (int16 "
                              f"PCM: divide by 32768; stereo: average the channels)")  # fmt: skip
         self._wav.extend(chunk.astype(np.float32))
+        if chunk.size:
+            self.peak = max(self.peak, float(np.abs(chunk).max()))
         self._advance(self.frames * self.spf)
 
     def close(self) -> None:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from pctalk.audio.io import SILENCE_DBFS, peak_dbfs
 from pctalk.audio.loudness import frame_loudness
 from pctalk.audio.streaming import AudioStream
 from pctalk.control.emotion import NEUTRAL, EmotionTerm, compose, pure_emotions, replace_region
@@ -137,6 +138,11 @@ class MotionStream:
             if self.audio.frames < 1:
                 raise ValueError(f"the audio is {self.audio.samples / 16000:.3f} s long, shorter than one video "
                                  f"frame (40 ms)")  # fmt: skip
+            level = peak_dbfs(self.audio.peak)
+            if level < SILENCE_DBFS:  # generate() refuses such a file; a live stream may start silent: warned here
+                warnings.warn(f"the speech was silent throughout (peak {level:.1f} dBFS, below {SILENCE_DBFS:.0f} "
+                              "dBFS): the face did not talk; check the microphone or file, its volume, or the audio "
+                              "track chosen", stacklevel=2)  # fmt: skip
         return self._advance(self.audio.frames if self._from_audio else self.encoded, closed=True)
 
     def push_features(
