@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from common import machine, timeit
-from pctalk.audio.encoder import AudioEncoder
+from pctalk.audio.encoder import AudioEncoder, encode_windows
+from pctalk.audio.mel import audio_windows
 from pctalk.audio.tts import synthesize
 from pctalk.checkpoints import EMCStage, LACStage
 from pctalk.inference import Controls, EmotionControl, TalkingFacePipeline
@@ -47,6 +48,9 @@ def main() -> None:
         emotions=[EmotionControl("happy", "lips", 0.6), EmotionControl("sad", "upper_face", 0.4)],
     )  # fmt: skip
     n = 250
+    windows = audio_windows(wav)  # the motion stage's floor: the published audio encoder alone, one window a frame
+    seconds = timeit(lambda: encode_windows(encoder, windows), repeats=3)
+    print(f"audio encoder alone (fp32, {len(windows)} mel windows, batches of 128):       {n / seconds:5.0f} frames/s")
     for precision, pipeline in pipelines.items():
         seconds = timeit(lambda pipeline=pipeline: pipeline.motion(wav, source, controls), repeats=3)
         print(

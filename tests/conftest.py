@@ -11,6 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
+# librosa (the mel oracle of tests/test_mel.py) compiles its numba kernels when first imported: about 20 s on a fresh
+# environment such as CI's, 12 s without LLVM's optimisation passes, which change no result of the oracle.
+os.environ.setdefault("NUMBA_OPT", "0")
+
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
 CONF = TESTS / "conf"

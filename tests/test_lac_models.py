@@ -21,7 +21,7 @@ from pctalk.control.lip import (
 from pctalk.keypoints.regions import LIPS
 from pctalk.models import ExpressionPredictor, LipRefiner
 from pctalk.models.config import PredictorConfig
-from pctalk.models.decoder import alibi_bias, alibi_slopes
+from pctalk.models.decoder import KVCache, alibi_bias, alibi_slopes
 from pctalk.weights import CheckpointKeyError
 
 
@@ -70,6 +70,25 @@ def test_cached_generation_equals_recomputation(predictor: ExpressionPredictor) 
     assert torch.equal(warm_cached[:, :8], warm)  # warm frames come back unchanged
     with pytest.raises(ValueError, match="warm_start covers"):
         predictor.generate(audio[:, :5], style, warm_start=cached[:, :5])
+
+
+def test_a_preallocated_cache_decodes_exactly_as_a_growing_one(predictor: ExpressionPredictor) -> None:
+    """Generation writes keys and values into buffers sized for the window (no concatenation per step): the same
+    steps as the concatenating cache that training's incremental decoding uses, bit for bit; overfilling says so."""
+    decoder, n = predictor.transformer_decoder, 12
+    x, audio, bias = torch.randn(2, n, 64), torch.randn(2, n, 64), alibi_bias(4, n, 25)
+    cross = decoder.cross(audio)
+    outputs = {}
+    for capacity in (None, n):
+        cache, steps = KVCache(len(decoder.layers), capacity), []
+        for a, b in ((0, 3), (3, 4), *((t, t + 1) for t in range(4, n))):  # a prefill, then one token a step
+            steps.append(decoder(x[:, a:b], None, bias[:, a:b, :b], cache, [c[:, a:b] for c in cross]))
+        outputs[capacity] = torch.cat(steps, dim=1)
+        assert cache.length == n
+    assert torch.equal(outputs[None], outputs[n])
+    torch.testing.assert_close(outputs[n], decoder(x, audio, bias), atol=1e-5, rtol=0)  # = the whole sequence
+    with pytest.raises(ValueError, match="holds 12 tokens; 13"):
+        cache.append(0, *(torch.zeros(2, 4, 1, 16),) * 2)
 
 
 def test_teacher_forcing_on_its_own_output_reproduces_generation(predictor: ExpressionPredictor) -> None:

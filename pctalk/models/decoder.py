@@ -62,27 +62,48 @@ class PeriodicPositionalEncoding(nn.Module):
         self.register_buffer("pe", pe.unsqueeze(0).repeat(1, max_len // period + 1, 1))  # FaceFormer's layout
 
     def forward(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
-        positions = torch.arange(start, start + x.shape[1], device=x.device) % self.period
+        stop = start + x.shape[1]
+        if stop <= self.pe.shape[1]:  # the buffer repeats the period: a slice holds the same rows as the gather
+            return self.dropout(x + self.pe[:, start:stop])
+        positions = torch.arange(start, stop, device=x.device) % self.period
         return self.dropout(x + self.pe[0, positions])
 
 
 class KVCache:
-    """Self-attention keys and values of the tokens decoded so far, per layer: ``(B, heads, n, head_dim)``."""
+    """Self-attention keys and values of the tokens decoded so far, per layer: ``(B, heads, n, head_dim)``.
 
-    def __init__(self, n_layers: int) -> None:
+    With a ``capacity`` (decoding without gradients, the number of tokens known in advance) each layer's keys and
+    values are written into buffers allocated once; without, they grow by concatenation (which autograd needs).
+    """
+
+    def __init__(self, n_layers: int, capacity: int | None = None) -> None:
         self.keys: list[torch.Tensor | None] = [None] * n_layers
         self.values: list[torch.Tensor | None] = [None] * n_layers
+        self.capacity = capacity
+        self.lengths = [0] * n_layers
 
     @property
     def length(self) -> int:
-        return 0 if self.keys[0] is None else self.keys[0].shape[2]
+        return self.lengths[0]
 
     def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.keys[layer] is not None:
-            k = torch.cat([self.keys[layer], k], dim=2)
-            v = torch.cat([self.values[layer], v], dim=2)
-        self.keys[layer], self.values[layer] = k, v
-        return k, v
+        """Add ``k, v (B, heads, n, head_dim)``; returns every cached token's ``(B, heads, length, head_dim)``."""
+        a, b = self.lengths[layer], self.lengths[layer] + k.shape[2]
+        self.lengths[layer] = b
+        if self.capacity is None:
+            if self.keys[layer] is not None:
+                k = torch.cat([self.keys[layer], k], dim=2)
+                v = torch.cat([self.values[layer], v], dim=2)
+            self.keys[layer], self.values[layer] = k, v
+            return k, v
+        if b > self.capacity:
+            raise ValueError(f"the cache holds {self.capacity} tokens; {b} were appended")
+        if self.keys[layer] is None:
+            shape = (*k.shape[:2], self.capacity, k.shape[3])
+            self.keys[layer], self.values[layer] = k.new_empty(shape), v.new_empty(shape)
+        keys, values = self.keys[layer], self.values[layer]
+        keys[:, :, a:b], values[:, :, a:b] = k, v
+        return keys[:, :, :b], values[:, :, :b]
 
 
 class DecoderLayer(nn.Module):

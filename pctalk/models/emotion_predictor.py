@@ -54,11 +54,13 @@ class EmotionConditionDecoder(nn.Module):
     def forward(self, audio: torch.Tensor, emotion: torch.Tensor) -> torch.Tensor:
         memory = self.audio_map(audio)  # (B, T, d)
         cross = self.transformer_decoder.cross(memory)
-        cache = KVCache(len(self.transformer_decoder.layers))
+        n = audio.shape[1]
+        cache = KVCache(len(self.transformer_decoder.layers), capacity=None if torch.is_grad_enabled() else n)
+        biases = alibi_bias(self.n_heads, n, self.period, device=audio.device)  # step t's bias is its row t
         token = emotion[:, None]  # (B, 1, d)
         outputs = []
-        for t in range(audio.shape[1]):
-            bias = alibi_bias(self.n_heads, 1, self.period, device=audio.device, start=t)
+        for t in range(n):
+            bias = biases[:, t : t + 1, : t + 1]
             h = self.transformer_decoder(self.PPE(token, start=t), None, bias, cache, [c[:, t : t + 1] for c in cross])
             fed_back = self.feedback_map(h)  # (B, 1, A)
             outputs.append(fed_back)

@@ -134,13 +134,14 @@ class ExpressionPredictor(nn.Module):
                 outputs.append(out)
                 seq = torch.cat([seq, self.vertice_map(out) + style_emb], dim=1)
             return torch.cat(outputs, dim=1)
-        cache = KVCache(len(self.transformer_decoder.layers))
+        cache = KVCache(len(self.transformer_decoder.layers), capacity=n)
         cross = self.transformer_decoder.cross(audio)  # the audio side of every step, at once
+        biases = alibi_bias(self.n_heads, n, self.period, device=audio.device)  # every step's rows of it
         x = torch.cat(tokens, dim=1)  # prefill: the style token and the warm tokens in one pass
         start = 0
         for _ in range(k, n):
             length = x.shape[1]
-            bias = alibi_bias(self.n_heads, length, self.period, device=x.device, start=start)
+            bias = biases[:, start : start + length, : start + length]
             step_cross = [c[:, start : start + length] for c in cross]
             h = self.transformer_decoder(self.PPE(x, start=start), None, bias, cache, step_cross)
             out = self.vertice_map_r(h[:, -1:])
