@@ -15,6 +15,17 @@ import torch
 # environment such as CI's, 12 s without LLVM's optimisation passes, which change no result of the oracle.
 os.environ.setdefault("NUMBA_OPT", "0")
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` (pytest -n 2): one torch thread a worker, so two workers keep
+    torch.set_num_threads(1)  # both cores busy without four threads fighting over them
+
+#: Started first, so that under ``--dist loadfile`` the longest file runs beside the others instead of alone at the end.
+LONGEST_FIRST = ("test_rehearsal.py",)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.path.name not in LONGEST_FIRST)  # stable: the rest keep their order
+
+
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
 CONF = TESTS / "conf"
