@@ -4,7 +4,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
-# pytest-xdist workers for `make test`, whole test files each, one torch thread each (0: one process, every thread)
+# pytest-xdist workers for `make test`: whole test files each, in tests/conftest.py's order (the longest first), one
+# torch thread each (0: one process, every thread)
 TEST_WORKERS ?= 2
 GPU_CHECK_ARGS ?=
 
@@ -22,7 +23,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 install: $(STAMP)
 
 test: install
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -18,12 +18,23 @@ os.environ.setdefault("NUMBA_OPT", "0")
 if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` (pytest -n 2): one torch thread a worker, so two workers keep
     torch.set_num_threads(1)  # both cores busy without four threads fighting over them
 
-#: Started first, so that under ``--dist loadfile`` the longest file runs beside the others instead of alone at the end.
-LONGEST_FIRST = ("test_rehearsal.py",)
+#: The longest files, started first (``make test`` keeps this order: ``--dist loadfile --no-loadscope-reorder``), so
+#: that they run beside the many short files instead of alone at the end.
+LONGEST_FIRST = (
+    "test_rehearsal.py",
+    "test_eval_runner.py",
+    "test_data_prep_build.py",
+    "test_slurm.py",
+    "test_lac_training.py",
+    "test_eval_streaming.py",
+    "test_fit_configs.py",
+    "test_gpu_check.py",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    items.sort(key=lambda item: item.path.name not in LONGEST_FIRST)  # stable: the rest keep their order
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
 
 
 REPO = Path(__file__).resolve().parents[1]

@@ -231,3 +231,17 @@ def test_generate_stream_from_a_growing_wav_and_from_stdin(
     stereo.write_bytes(_wav_header(len(pcm), rate=44100, channels=2) + pcm)
     assert main(["generate", "--stream", "--audio", str(stereo), "--out", str(tmp_path / "x.mp4"), *common]) == 2
     assert "16 kHz mono 16-bit" in capsys.readouterr().err and not (tmp_path / "x.mp4").exists()
+
+
+def test_the_printed_real_time_factor_leaves_out_the_end_of_stream_wait() -> None:
+    """Wall time after the first frame over the audio it covers, less only the wait that tells a growing WAV has
+    ended; never negative when every frame comes after the stream ended (an utterance shorter than a window)."""
+    from pctalk.inference.cli import real_time_factor
+
+    live = {"first": 1.0, "resumed": 4.0, "end of audio": 5.5, "end": 5.6}  # 1.5 s of --stream-idle, then 0.1 s
+    assert real_time_factor(live, 76) == pytest.approx((4.6 - 1.5) / 3)
+    stdin = {"first": 1.0, "resumed": 4.0, "end of audio": 4.0, "end": 4.3}  # EOF at once: nothing left out
+    assert real_time_factor(stdin, 76) == pytest.approx(3.3 / 3)
+    short = {"first": 2.0, "resumed": 0.9, "end of audio": 1.9, "end": 2.1}  # frames only after the end
+    assert real_time_factor(short, 26) == pytest.approx(0.1)
+    assert np.isnan(real_time_factor(short, 1))

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["generate_main"]
+__all__ = ["generate_main", "real_time_factor"]
 
 EXAMPLE = """examples:
   pctalk generate --source face.jpg --audio speech.wav --out out.mp4 --lac lac.pth --weights pretrained_weights
@@ -161,6 +161,17 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def real_time_factor(clock: dict[str, float], frames: int) -> float:
+    """``--stream``'s real-time factor: wall time from the first frame to the end over the audio those frames
+    cover (25 fps), less the part after the first frame of the wait that tells the speech has ended (a growing WAV's
+    ``--stream-idle``: from ``clock["resumed"]``, when the last chunk's work was done, to ``clock["end of audio"]``)."""
+    later = (frames - 1) / 25
+    if later <= 0:
+        return float("nan")
+    idle = min(clock["end of audio"], clock["end"]) - max(clock["resumed"], clock["first"])
+    return (clock["end"] - clock["first"] - max(0.0, idle)) / later
+
+
 def _stream(pipeline: Any, controls: Any, args: argparse.Namespace) -> Any:
     """``--stream``: frames written as the audio arrives; returns the motion."""
     import time
@@ -180,9 +191,9 @@ def _stream(pipeline: Any, controls: Any, args: argparse.Namespace) -> Any:
     def chunks() -> Any:
         for chunk in live_pcm(sys.stdin.buffer if args.audio == "-" else args.audio, idle=args.stream_idle):
             clock.setdefault("start", time.monotonic())
-            clock["last audio"] = time.monotonic()
             received.append(chunk)
             yield chunk
+            clock["resumed"] = time.monotonic()  # the chunk's work is done: from here on, waiting for more audio
         clock["end of audio"] = time.monotonic()  # a growing WAV ends --stream-idle s after its last growth
         if not received:
             raise ValueError(f"no audio came from {'stdin' if args.audio == '-' else args.audio}")
@@ -196,9 +207,7 @@ def _stream(pipeline: Any, controls: Any, args: argparse.Namespace) -> Any:
 
     n = lambda: sum(len(b.keypoints) for b in blocks)  # noqa: E731
     write_video(args.out, frames(), audio=lambda: fit_to_frames(torch.cat(received), n()))
-    later = (n() - 1) / 25
-    idle = clock["end of audio"] - clock["last audio"]  # waiting to know that the speech has ended is not work
-    rtf = (clock["end"] - clock["first"] - idle) / later if later > 0 else float("nan")
+    rtf = real_time_factor(clock, n())
     print(f"first frame after {1000 * (clock['first'] - clock['start']):.0f} ms of streaming; real-time factor "
           f"{rtf:.2f} after it (the end-of-stream wait left out; about 1 on speech arriving live keeps up with it, "
           f"above 1 falls behind)")  # fmt: skip
